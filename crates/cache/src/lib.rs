@@ -1,0 +1,374 @@
+//! keel's archive cache: every wheel unpacked once, verified while it was
+//! written, and remembered with a stamp per file.
+//!
+//! Layout under the cache root (see `README.md` § Cache layout):
+//!
+//! ```text
+//! CACHEDIR.TAG                     marks the directory as a cache for backup tools
+//! .lock                            shared by installs, exclusive for clean/prune
+//! tmp/unpack-XXXXXXXX/             an unpack in progress (removed on failure)
+//! archives-v1/<name>/<id>/tree/    the wheel's files, exactly as in the zip
+//! archives-v1/<name>/<id>/manifest.json
+//!                                  the wheel's identity and, per file, RECORD
+//!                                  hash and size plus the stamp taken when it
+//!                                  was last hashed
+//! pointers-v1/<name>/<wheel file name>.<size>.<mtime ns>.json
+//!                                  wheel → archive id; replaced atomically
+//! ```
+//!
+//! A pointer is keyed by the wheel's file name, size and modification time,
+//! so a warm install never hashes the `.whl`. An archive is never edited in
+//! place: a damaged archive is abandoned and a fresh one unpacked beside it,
+//! then the pointer is replaced with one `rename`.
+
+mod lock;
+mod manifest;
+
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use keel_wheel::{WheelArchive, WheelFilename};
+
+pub use lock::CacheLock;
+pub use manifest::{Manifest, ManifestEntryPoint, ManifestFile, Stamp};
+
+/// Everything that can go wrong in the cache.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "cannot determine the cache directory: set KEEL_CACHE_DIR, XDG_CACHE_HOME or HOME, or pass --cache-dir"
+    )]
+    NoCacheDir,
+
+    #[error("cannot use `{}` as a wheel", path.display())]
+    Wheel {
+        path: PathBuf,
+        #[source]
+        source: keel_wheel::Error,
+    },
+
+    #[error("failed to unpack `{}` into the cache", wheel.display())]
+    Unpack {
+        wheel: PathBuf,
+        #[source]
+        source: keel_wheel::Error,
+    },
+
+    #[error("cannot write `{}`", path.display())]
+    Serialize {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// The subdirectories, versioned so that a future layout can live beside this one.
+const ARCHIVES: &str = "archives-v1";
+const POINTERS: &str = "pointers-v1";
+const TMP: &str = "tmp";
+
+/// A wheel file the user named, with the stat that keys its pointer.
+#[derive(Debug, Clone)]
+pub struct WheelSource {
+    /// Absolute path of the `.whl`.
+    pub path: PathBuf,
+    pub filename: WheelFilename,
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+impl WheelSource {
+    /// Parses the file name and stats the file (one `stat`, no read).
+    pub fn new(path: &Path) -> Result<Self, Error> {
+        let path = std::path::absolute(path)?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let filename: WheelFilename = name.parse().map_err(|source| Error::Wheel {
+            path: path.clone(),
+            source,
+        })?;
+        let metadata = fs_err::metadata(&path)?;
+        if !metadata.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("`{}` is not a file", path.display()),
+            )
+            .into());
+        }
+        let mtime_ns = metadata
+            .modified()?
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or_default();
+        Ok(WheelSource {
+            path,
+            filename,
+            size: metadata.len(),
+            mtime_ns,
+        })
+    }
+}
+
+/// An archive: a wheel unpacked in the cache, and its manifest.
+#[derive(Debug, Clone)]
+pub struct Archive {
+    /// `<name>/<id>`, unique in the cache.
+    pub id: String,
+    /// The archive directory (holds `tree/` and `manifest.json`).
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl Archive {
+    /// The wheel's files, laid out as in the zip.
+    pub fn tree(&self) -> PathBuf {
+        self.dir.join("tree")
+    }
+}
+
+/// What a pointer lookup found.
+#[derive(Debug)]
+pub enum Lookup {
+    /// An archive whose manifest could be read; its files still need checking.
+    Hit(Archive),
+    /// No pointer: this wheel was never unpacked (or its pointer was cleaned).
+    Miss,
+    /// A pointer whose archive is gone or unreadable.
+    Damaged { reason: String },
+}
+
+/// The archive cache at one root directory.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    root: PathBuf,
+}
+
+impl Cache {
+    /// `$KEEL_CACHE_DIR`, else `$XDG_CACHE_HOME/keel`, else `~/.cache/keel`.
+    pub fn default_root() -> Result<PathBuf, Error> {
+        let non_empty = |key: &str| {
+            std::env::var_os(key)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        if let Some(dir) = non_empty("KEEL_CACHE_DIR") {
+            return Ok(dir);
+        }
+        if let Some(dir) = non_empty("XDG_CACHE_HOME") {
+            return Ok(dir.join("keel"));
+        }
+        non_empty("HOME")
+            .map(|home| home.join(".cache").join("keel"))
+            .ok_or(Error::NoCacheDir)
+    }
+
+    /// Opens (creating if needed) the cache at `root`.
+    pub fn open(root: &Path) -> Result<Self, Error> {
+        let root = std::path::absolute(root)?;
+        for dir in [ARCHIVES, POINTERS, TMP] {
+            fs_err::create_dir_all(root.join(dir))?;
+        }
+        let tag = root.join("CACHEDIR.TAG");
+        if !tag.exists() {
+            // https://bford.info/cachedir/
+            write_atomically(
+                &root,
+                &tag,
+                b"Signature: 8a477f597d28d172789f06886806bc55\n# This directory is keel's cache. See https://bford.info/cachedir/\n",
+            )?;
+        }
+        Ok(Cache { root })
+    }
+
+    /// Opens the cache at `root` without creating anything (for `cache dir`,
+    /// `cache clean` on a cache that may not exist).
+    pub fn at(root: &Path) -> Result<Self, Error> {
+        Ok(Cache {
+            root: std::path::absolute(root)?,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A shared lock: any number of installs at once.
+    pub fn lock_shared(&self) -> Result<CacheLock, Error> {
+        CacheLock::acquire(&self.root.join(".lock"), false)
+    }
+
+    /// An exclusive lock: waits for every install to finish.
+    pub fn lock_exclusive(&self) -> Result<CacheLock, Error> {
+        CacheLock::acquire(&self.root.join(".lock"), true)
+    }
+
+    fn pointer_path(&self, wheel: &WheelSource) -> PathBuf {
+        self.root
+            .join(POINTERS)
+            .join(wheel.filename.normalized_name())
+            .join(format!(
+                "{}.{}.{}.json",
+                wheel.filename, wheel.size, wheel.mtime_ns
+            ))
+    }
+
+    /// Follows the wheel's pointer to its archive and reads the manifest.
+    /// Reads two small files; touches nothing else.
+    pub fn lookup(&self, wheel: &WheelSource) -> Result<Lookup, Error> {
+        let pointer_path = self.pointer_path(wheel);
+        let pointer = match fs_err::read(&pointer_path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lookup::Miss),
+            Err(e) => {
+                return Ok(Lookup::Damaged {
+                    reason: format!("its pointer is unreadable: {e}"),
+                });
+            }
+        };
+        let Ok(pointer) = serde_json::from_slice::<manifest::Pointer>(&pointer) else {
+            return Ok(Lookup::Damaged {
+                reason: format!("its pointer `{}` is malformed", pointer_path.display()),
+            });
+        };
+        let dir = self.root.join(ARCHIVES).join(&pointer.archive);
+        if pointer
+            .archive
+            .split('/')
+            .any(|c| c.is_empty() || c == "..")
+            || pointer.archive.split('/').count() != 2
+        {
+            return Ok(Lookup::Damaged {
+                reason: format!("its pointer `{}` is malformed", pointer_path.display()),
+            });
+        }
+        let manifest_path = dir.join("manifest.json");
+        let manifest = match fs_err::read(&manifest_path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let reason = if dir.exists() {
+                    "its archive has lost its manifest"
+                } else {
+                    "its archive is gone"
+                };
+                return Ok(Lookup::Damaged {
+                    reason: reason.to_string(),
+                });
+            }
+            Err(e) => {
+                return Ok(Lookup::Damaged {
+                    reason: format!("its manifest is unreadable: {e}"),
+                });
+            }
+        };
+        match serde_json::from_slice::<Manifest>(&manifest) {
+            Ok(manifest) if manifest.wheel == wheel.filename.to_string() => {
+                Ok(Lookup::Hit(Archive {
+                    id: pointer.archive,
+                    dir,
+                    manifest,
+                }))
+            }
+            _ => Ok(Lookup::Damaged {
+                reason: "its manifest is malformed".to_string(),
+            }),
+        }
+    }
+
+    /// Unpacks a wheel into a fresh archive and points the wheel at it.
+    ///
+    /// The wheel is opened and checked, then extracted into a temporary
+    /// directory inside the cache, every file hashed against RECORD as it is
+    /// written (and the `.whl` hashed beside it for `direct_url.json`), then
+    /// renamed into place; only then is the pointer replaced. A failure at
+    /// any point leaves no archive and the old pointer (if any) untouched.
+    pub fn unpack(&self, wheel: &WheelSource) -> Result<Archive, Error> {
+        let unpack_error = |source| Error::Unpack {
+            wheel: wheel.path.clone(),
+            source,
+        };
+        let archive = WheelArchive::open(&wheel.path).map_err(unpack_error)?;
+        let staging = tempfile::Builder::new()
+            .prefix("unpack-")
+            .tempdir_in(self.root.join(TMP))
+            .map_err(|e| annotate(e, &self.root.join(TMP)))?;
+        let tree = staging.path().join("tree");
+        fs_err::create_dir(&tree)?;
+        let (files, wheel_hash) = rayon::join(|| archive.extract(&tree), || archive.sha256());
+        let files = files.map_err(unpack_error)?;
+        let wheel_hash = wheel_hash.map_err(unpack_error)?;
+        let manifest = Manifest::new(&archive, wheel_hash.hex(), files);
+        manifest.write(&staging.path().join("manifest.json"))?;
+
+        let name = wheel.filename.normalized_name();
+        let parent = self.root.join(ARCHIVES).join(&name);
+        fs_err::create_dir_all(&parent)?;
+        let suffix = staging
+            .path()
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("unpack-"))
+            .unwrap_or("archive")
+            .to_string();
+        let id = format!("{name}/{suffix}");
+        let dir = parent.join(&suffix);
+        fs_err::rename(staging.path(), &dir)?;
+        // The directory now lives at `dir`; nothing is left for the guard to remove.
+        let _ = staging.keep();
+
+        let pointer_path = self.pointer_path(wheel);
+        if let Some(pointer_dir) = pointer_path.parent() {
+            fs_err::create_dir_all(pointer_dir)?;
+        }
+        let pointer = serde_json::to_vec(&manifest::Pointer {
+            archive: id.clone(),
+        })
+        .map_err(|source| Error::Serialize {
+            path: pointer_path.clone(),
+            source,
+        })?;
+        write_atomically(
+            pointer_path.parent().unwrap_or(&self.root),
+            &pointer_path,
+            &pointer,
+        )?;
+        tracing::debug!("unpacked {} into {}", wheel.filename, dir.display());
+        Ok(Archive { id, dir, manifest })
+    }
+
+    /// Records new stamps for files of an archive that were hashed again and
+    /// still matched (their stat had changed, their content had not).
+    /// Replaces the manifest atomically; a concurrent writer's version is as
+    /// good as this one.
+    pub fn restamp(&self, archive: &Archive, updates: &[(usize, Stamp)]) -> Result<(), Error> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let mut manifest = archive.manifest.clone();
+        for (index, stamp) in updates {
+            if let Some(file) = manifest.files.get_mut(*index) {
+                file.stamp = *stamp;
+            }
+        }
+        manifest.write(&archive.dir.join("manifest.json"))
+    }
+}
+
+/// Writes `bytes` to a temporary file in `dir`, then renames it over `path`.
+pub(crate) fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| annotate(e, dir))?;
+    std::io::Write::write_all(&mut file, bytes).map_err(|e| annotate(e, path))?;
+    file.persist(path).map_err(|e| annotate(e.error, path))?;
+    Ok(())
+}
+
+fn annotate(error: std::io::Error, path: &Path) -> Error {
+    Error::Io(std::io::Error::new(
+        error.kind(),
+        format!("{error} at `{}`", path.display()),
+    ))
+}

@@ -1,0 +1,129 @@
+//! The manifest of an archive and the pointer to it.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use keel_wheel::{ExtractedFile, WheelArchive};
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// What a pointer file holds.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Pointer {
+    /// `<name>/<id>` under `archives-v1/`.
+    pub archive: String,
+}
+
+/// What keel remembers about an archive file at the moment it last hashed it.
+///
+/// A file whose `stat` still equals its stamp has not been written since
+/// (any write moves the modification time), so its hash still holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+impl Stamp {
+    pub fn of(metadata: &std::fs::Metadata) -> Self {
+        Stamp {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+            size: metadata.size(),
+            mtime_ns: metadata
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(metadata.mtime_nsec()),
+        }
+    }
+}
+
+/// One file of an archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    /// The entry path in the wheel.
+    pub path: String,
+    /// RECORD's hash (`sha256=…`), verified when the file was written.
+    pub hash: String,
+    pub size: u64,
+    pub stamp: Stamp,
+}
+
+/// A console or GUI script the wheel declares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntryPoint {
+    pub name: String,
+    pub module: String,
+    pub object: String,
+    pub gui: bool,
+}
+
+/// Everything an install needs to know about an archive, so that a warm
+/// install reads one file per wheel instead of parsing the `.dist-info`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The wheel's file name.
+    pub wheel: String,
+    /// sha256 of the whole `.whl`, hex.
+    pub wheel_sha256: String,
+    /// `Name` from METADATA, as spelled there.
+    pub name: String,
+    pub version: String,
+    pub dist_info: String,
+    pub root_is_purelib: bool,
+    pub entry_points: Vec<ManifestEntryPoint>,
+    pub files: Vec<ManifestFile>,
+}
+
+impl Manifest {
+    pub(crate) fn new(
+        archive: &WheelArchive,
+        wheel_sha256: String,
+        files: Vec<ExtractedFile>,
+    ) -> Self {
+        Manifest {
+            wheel: archive.filename().to_string(),
+            wheel_sha256,
+            name: archive.metadata().name.clone(),
+            version: archive.metadata().version.clone(),
+            dist_info: archive.dist_info().to_string(),
+            root_is_purelib: archive.info().root_is_purelib,
+            entry_points: archive
+                .entry_points()
+                .scripts
+                .iter()
+                .map(|ep| ManifestEntryPoint {
+                    name: ep.name.clone(),
+                    module: ep.module.clone(),
+                    object: ep.object.clone(),
+                    gui: ep.gui,
+                })
+                .collect(),
+            files: files
+                .into_iter()
+                .map(|file| ManifestFile {
+                    stamp: Stamp::of(&file.metadata),
+                    path: file.path,
+                    hash: file.hash.to_string(),
+                    size: file.size,
+                })
+                .collect(),
+        }
+    }
+
+    /// The `.data` directory name of the wheel.
+    pub fn data_dir(&self) -> String {
+        format!("{}.data", self.dist_info.trim_end_matches(".dist-info"))
+    }
+
+    pub(crate) fn write(&self, path: &Path) -> Result<(), Error> {
+        let bytes = serde_json::to_vec(self).map_err(|source| Error::Serialize {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        crate::write_atomically(path.parent().unwrap_or(Path::new(".")), path, &bytes)
+    }
+}

@@ -1,0 +1,472 @@
+//! keel's installer: puts wheels into a virtual environment through the
+//! verified, self-healing archive cache, all or nothing.
+//!
+//! The flow (`shared/design.md` § Flow of one install):
+//!
+//! 1. **Lookup**: each wheel's pointer leads to its archive; a miss unpacks
+//!    the wheel (every byte hashed against RECORD as it is written).
+//! 2. **Stage**: every archive file is linked (clone → hardlink → copy) into
+//!    `<venv>/.keel/tx-<id>/staging/`, laid out like the environment.
+//! 3. **Verify**: every staged file is proven against RECORD, by a stamp
+//!    that still holds or by hashing (`--verify`: always by hashing). A
+//!    missing, truncated or altered archive file makes keel warn, re-extract
+//!    that wheel from its `.whl` into a fresh archive, and stage it again.
+//! 4. **Generate** scripts, `INSTALLER`, `REQUESTED`, `direct_url.json` and
+//!    the new RECORD.
+//! 5. **Commit**: replaced versions move to a backup area, staged trees are
+//!    renamed into place, `.dist-info` last; an error undoes every move.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use keel_installer::{install, InstallOptions};
+//!
+//! let options = InstallOptions::new("/path/to/venv", "/path/to/cache");
+//! let report = install(&["dist/example-1.0-py3-none-any.whl"], &options)?;
+//! for dist in &report.installed {
+//!     println!("+ {}=={}", dist.name, dist.version);
+//! }
+//! for repair in &report.repaired {
+//!     eprintln!("repaired the cached archive of {}: {}", repair.wheel, repair.reason);
+//! }
+//! # Ok::<(), keel_installer::Error>(())
+//! ```
+
+mod commit;
+mod link;
+mod lock;
+mod scripts;
+mod stage;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use keel_cache::{Cache, Lookup, WheelSource};
+use keel_venv::{Environment, InstalledDistribution};
+use keel_wheel::normalize_name;
+use rayon::prelude::*;
+
+pub use link::LinkMode;
+pub use lock::EnvironmentLock;
+
+use crate::commit::Commit;
+use crate::stage::{Layout, Staged, WheelJob};
+
+/// Everything that can go wrong during an install. Every variant names the
+/// wheel, file or directory it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Environment(#[from] keel_venv::Error),
+
+    #[error(transparent)]
+    Cache(#[from] keel_cache::Error),
+
+    #[error("invalid wheel `{}`", wheel.display())]
+    Wheel {
+        wheel: PathBuf,
+        #[source]
+        source: keel_wheel::Error,
+    },
+
+    #[error("`{}` and `{}` are both versions of `{name}`; install one at a time", first.display(), second.display())]
+    SameDistributionTwice {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+
+    #[error("`{}` and `{}` both install `{}`", first.display(), second.display(), path.display())]
+    WheelsOverlap {
+        path: PathBuf,
+        first: PathBuf,
+        second: PathBuf,
+    },
+
+    #[error("invalid wheel `{}`: entry point `{name}` in entry_points.txt: {reason}", wheel.display())]
+    ScriptName {
+        wheel: PathBuf,
+        name: String,
+        reason: &'static str,
+    },
+
+    #[error(
+        "the cached archive of `{}` is damaged again right after re-extracting it (`{entry}`: {reason}); is something else writing to the cache?",
+        wheel.display()
+    )]
+    StillDamaged {
+        wheel: PathBuf,
+        entry: String,
+        reason: String,
+    },
+
+    #[error("cannot install over `{}`: {reason}", path.display())]
+    Conflict { path: PathBuf, reason: String },
+
+    #[error("`{}` is not an absolute path", path.display())]
+    NotAbsolute { path: PathBuf },
+
+    #[error("the install failed while moving files into place; every change was undone")]
+    CommitRolledBack(#[source] Box<Error>),
+
+    #[error(
+        "the install failed while moving files into place and {failures} change(s) could not be undone; the backup is kept in `{}`",
+        backup.display()
+    )]
+    CommitIncomplete {
+        failures: usize,
+        backup: PathBuf,
+        #[source]
+        source: Box<Error>,
+    },
+
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// How staged files are proven against RECORD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verification {
+    /// Hash a file only when its archive stamp no longer holds.
+    #[default]
+    Stamps,
+    /// Hash every byte of every file (`--verify`).
+    Full,
+}
+
+/// Hooks for a front end to show progress; every method has a no-op default.
+pub trait Reporter: Send + Sync {
+    /// A wheel is being unpacked into the cache (`bytes`: size of the `.whl`).
+    fn on_unpack_start(&self, _wheel: &str, _bytes: u64) {}
+    fn on_unpack_complete(&self, _wheel: &str) {}
+}
+
+/// What to install into, and how.
+#[derive(Clone)]
+pub struct InstallOptions {
+    /// The virtual environment's root.
+    pub venv: PathBuf,
+    /// The cache root.
+    pub cache_dir: PathBuf,
+    pub link_mode: LinkMode,
+    pub verification: Verification,
+    /// Install even a version that is already installed.
+    pub reinstall: bool,
+    pub reporter: Option<Arc<dyn Reporter>>,
+}
+
+impl InstallOptions {
+    pub fn new(venv: impl Into<PathBuf>, cache_dir: impl Into<PathBuf>) -> Self {
+        InstallOptions {
+            venv: venv.into(),
+            cache_dir: cache_dir.into(),
+            link_mode: LinkMode::default(),
+            verification: Verification::default(),
+            reinstall: false,
+            reporter: None,
+        }
+    }
+}
+
+/// A distribution the install put in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledWheel {
+    /// Normalized name.
+    pub name: String,
+    pub version: String,
+    /// The version it replaced (equal to `version` for a reinstall).
+    pub replaced: Option<String>,
+    pub wheel: PathBuf,
+}
+
+/// A cached archive that was found damaged and rebuilt from its wheel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repair {
+    /// The wheel's file name.
+    pub wheel: String,
+    /// What was wrong, in words (`flask/app.py: missing`).
+    pub reason: String,
+}
+
+/// What an install did.
+#[derive(Debug, Clone, Default)]
+pub struct InstallReport {
+    pub installed: Vec<InstalledWheel>,
+    /// `(name, version)` already installed, left alone.
+    pub unchanged: Vec<(String, String)>,
+    /// Wheels unpacked into the cache for the first time.
+    pub unpacked: Vec<String>,
+    /// Wheels served from an intact cached archive.
+    pub reused: Vec<String>,
+    pub repaired: Vec<Repair>,
+    /// The link mode actually used.
+    pub link_mode: Option<LinkMode>,
+    /// Files proven by hashing, and by a stamp that still held.
+    pub files_hashed: usize,
+    pub files_trusted: usize,
+}
+
+/// Installs `wheels` into `options.venv` as one transaction.
+///
+/// Returns what was installed, reused and repaired. On error the
+/// environment is as it was before the call.
+pub fn install(
+    wheels: &[impl AsRef<Path>],
+    options: &InstallOptions,
+) -> Result<InstallReport, Error> {
+    let env = Environment::open(&options.venv)?;
+    let _env_lock = EnvironmentLock::acquire(&env)?;
+    let cache = Cache::open(&options.cache_dir)?;
+    let _cache_lock = cache.lock_shared()?;
+    let mut report = InstallReport::default();
+
+    // Which wheels to install, and what each replaces.
+    let sources: Vec<WheelSource> = wheels
+        .iter()
+        .map(|w| WheelSource::new(w.as_ref()))
+        .collect::<Result<_, _>>()?;
+    let mut by_name: HashMap<String, &WheelSource> = HashMap::new();
+    for source in &sources {
+        let name = source.filename.normalized_name();
+        if let Some(first) = by_name.insert(name.clone(), source) {
+            return Err(Error::SameDistributionTwice {
+                name,
+                first: first.path.clone(),
+                second: source.path.clone(),
+            });
+        }
+    }
+    let installed: HashMap<String, InstalledDistribution> = env
+        .installed()?
+        .into_iter()
+        .map(|d| (d.name.clone(), d))
+        .collect();
+    let mut todo: Vec<(WheelSource, Option<InstalledDistribution>)> = Vec::new();
+    for source in sources {
+        let current = installed.get(&source.filename.normalized_name()).cloned();
+        if let Some(current) = &current
+            && same_version(&current.version, &source.filename.version)
+            && !options.reinstall
+        {
+            report
+                .unchanged
+                .push((current.name.clone(), source.filename.version.clone()));
+            continue;
+        }
+        todo.push((source, current));
+    }
+    if todo.is_empty() {
+        return Ok(report);
+    }
+
+    // Archives: pointer lookups, then unpacks of misses and damaged archives.
+    let archives: Vec<Result<(keel_cache::Archive, ArchiveOrigin), Error>> = todo
+        .par_iter()
+        .map(|(source, _)| obtain_archive(&cache, source, options))
+        .collect();
+    let mut jobs = Vec::with_capacity(todo.len());
+    let layout = Layout::new(&env);
+    let keel_dir = env.keel_dir();
+    let transaction = tempfile::Builder::new()
+        .prefix("tx-")
+        .tempdir_in(&keel_dir)
+        .map_err(|e| {
+            Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("{e} at `{}`", keel_dir.display()),
+            ))
+        })?;
+    let staging = transaction.path().join("staging");
+    fs_err::create_dir(&staging)?;
+    for (index, ((source, _), archive)) in todo.iter().zip(archives).enumerate() {
+        let (archive, origin) = archive?;
+        let wheel = source.filename.to_string();
+        match origin {
+            ArchiveOrigin::Reused => report.reused.push(wheel),
+            ArchiveOrigin::Unpacked => report.unpacked.push(wheel),
+            ArchiveOrigin::Repaired(reason) => report.repaired.push(Repair { wheel, reason }),
+        }
+        let root = staging.join(format!("{index}-{}", source.filename.normalized_name()));
+        jobs.push(WheelJob::plan(source.clone(), archive, root, &layout)?);
+    }
+    check_overlaps(&jobs, &layout)?;
+
+    // Stage and verify; heal damaged archives and stage those wheels again.
+    let mode = options.link_mode.probe(
+        &jobs[0].archive.dir.join("manifest.json"),
+        transaction.path(),
+    );
+    report.link_mode = Some(mode);
+    let hash_everything = options.verification == Verification::Full;
+    let results = stage::stage(&mut jobs, &layout, mode, hash_everything)?;
+    let mut damaged = Vec::new();
+    for (index, result) in results.into_iter().enumerate() {
+        match result {
+            Staged::Ok {
+                hashed,
+                trusted,
+                restamps,
+            } => {
+                report.files_hashed += hashed;
+                report.files_trusted += trusted;
+                if let Err(e) = cache.restamp(&jobs[index].archive, &restamps) {
+                    tracing::debug!("could not record new stamps: {e}");
+                }
+            }
+            Staged::Damaged { entry, damage } => {
+                damaged.push((index, format!("{entry}: {damage}")))
+            }
+        }
+    }
+    for (index, reason) in damaged {
+        let job = &mut jobs[index];
+        tracing::warn!(
+            "the cached archive of {} is damaged ({reason}); re-extracting it from {}",
+            job.source.filename,
+            job.source.path.display()
+        );
+        report.repaired.push(Repair {
+            wheel: job.source.filename.to_string(),
+            reason,
+        });
+        stage::discard(job)?;
+        let archive = unpack(&cache, &job.source, options)?;
+        let mut fresh = vec![WheelJob::plan(
+            job.source.clone(),
+            archive,
+            job.root.clone(),
+            &layout,
+        )?];
+        match stage::stage(&mut fresh, &layout, mode, hash_everything)?.pop() {
+            Some(Staged::Ok {
+                hashed, trusted, ..
+            }) => {
+                report.files_hashed += hashed;
+                report.files_trusted += trusted;
+            }
+            Some(Staged::Damaged { entry, damage }) => {
+                return Err(Error::StillDamaged {
+                    wheel: job.source.path.clone(),
+                    entry,
+                    reason: damage.to_string(),
+                });
+            }
+            None => {}
+        }
+        *job = fresh.remove(0);
+    }
+    jobs.par_iter()
+        .try_for_each(|job| stage::write_generated(job, &layout))?;
+
+    // Commit.
+    let mut commit = Commit::new(&env, transaction.path().join("backup"));
+    let result = (|| -> Result<(), Error> {
+        for (_, replaced) in &todo {
+            if let Some(old) = replaced {
+                commit.remove_distribution(old)?;
+            }
+        }
+        let mut last = Vec::new();
+        for job in &jobs {
+            commit.install_tree(&job.root, env.root(), &mut last)?;
+        }
+        for (from, to) in last {
+            commit.place(&from, &to, true, &mut Vec::new())?;
+        }
+        Ok(())
+    })();
+    if let Err(error) = result {
+        let failures = commit.roll_back();
+        if failures > 0 {
+            let backup = transaction.keep();
+            return Err(Error::CommitIncomplete {
+                failures,
+                backup,
+                source: Box::new(error),
+            });
+        }
+        return Err(Error::CommitRolledBack(Box::new(error)));
+    }
+    for ((_, replaced), job) in todo.iter().zip(&jobs) {
+        report.installed.push(InstalledWheel {
+            name: normalize_name(&job.archive.manifest.name),
+            version: job.archive.manifest.version.clone(),
+            replaced: replaced.as_ref().map(|old| old.version.clone()),
+            wheel: job.source.path.clone(),
+        });
+    }
+    if let Err(e) = transaction.close() {
+        tracing::warn!("could not remove the finished transaction's directory: {e}");
+    }
+    Ok(report)
+}
+
+/// Where an archive came from.
+enum ArchiveOrigin {
+    Reused,
+    Unpacked,
+    Repaired(String),
+}
+
+fn obtain_archive(
+    cache: &Cache,
+    source: &WheelSource,
+    options: &InstallOptions,
+) -> Result<(keel_cache::Archive, ArchiveOrigin), Error> {
+    match cache.lookup(source)? {
+        Lookup::Hit(archive) => Ok((archive, ArchiveOrigin::Reused)),
+        Lookup::Miss => Ok((unpack(cache, source, options)?, ArchiveOrigin::Unpacked)),
+        Lookup::Damaged { reason } => {
+            tracing::warn!(
+                "the cached archive of {} is damaged ({reason}); re-extracting it from {}",
+                source.filename,
+                source.path.display()
+            );
+            Ok((
+                unpack(cache, source, options)?,
+                ArchiveOrigin::Repaired(reason),
+            ))
+        }
+    }
+}
+
+fn unpack(
+    cache: &Cache,
+    source: &WheelSource,
+    options: &InstallOptions,
+) -> Result<keel_cache::Archive, Error> {
+    let name = source.filename.to_string();
+    if let Some(reporter) = &options.reporter {
+        reporter.on_unpack_start(&name, source.size);
+    }
+    let archive = cache.unpack(source);
+    if let Some(reporter) = &options.reporter {
+        reporter.on_unpack_complete(&name);
+    }
+    Ok(archive?)
+}
+
+/// Two wheels of one transaction may not install the same file.
+fn check_overlaps(jobs: &[WheelJob], layout: &Layout) -> Result<(), Error> {
+    let mut owners: HashMap<PathBuf, &Path> = HashMap::new();
+    for job in jobs {
+        for dest in job.destinations(layout) {
+            if let Some(first) = owners.insert(dest.clone(), &job.source.path) {
+                return Err(Error::WheelsOverlap {
+                    path: dest,
+                    first: first.to_path_buf(),
+                    second: job.source.path.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Versions compared as `.dist-info` names spell them (`-` escaped to `_`,
+/// case-insensitive).
+fn same_version(a: &str, b: &str) -> bool {
+    a.replace('-', "_")
+        .eq_ignore_ascii_case(&b.replace('-', "_"))
+}

@@ -1,0 +1,291 @@
+//! Putting one archive file into staging (clone, hardlink, copy or symlink)
+//! and proving it matches RECORD: by a still-valid stamp, or by hashing.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use fs_err::os::unix::fs::OpenOptionsExt as _;
+use keel_cache::{ManifestFile, Stamp};
+use keel_wheel::{HashAlgorithm, Hasher, RecordHash};
+
+/// How staged files are made from archive files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LinkMode {
+    /// Copy-on-write clone (reflink); falls back to hardlink, then copy.
+    #[default]
+    Clone,
+    /// Hardlink into the cache; falls back to copy.
+    Hardlink,
+    /// A full copy.
+    Copy,
+    /// A symbolic link into the cache (the environment then depends on the
+    /// cache staying intact).
+    Symlink,
+}
+
+impl LinkMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkMode::Clone => "clone",
+            LinkMode::Hardlink => "hardlink",
+            LinkMode::Copy => "copy",
+            LinkMode::Symlink => "symlink",
+        }
+    }
+
+    /// Decides, once per install, which mode this file system supports:
+    /// tries the requested mode on a real archive file and falls back
+    /// clone → hardlink → copy.
+    pub(crate) fn probe(self, archive_file: &Path, scratch_dir: &Path) -> LinkMode {
+        let target = scratch_dir.join("link-probe");
+        let works = |mode: LinkMode| {
+            let _ = fs_err::remove_file(&target);
+            let result = match mode {
+                LinkMode::Clone => reflink_copy::reflink(archive_file, &target),
+                LinkMode::Hardlink => fs_err::hard_link(archive_file, &target),
+                LinkMode::Copy | LinkMode::Symlink => Ok(()),
+            };
+            if let Err(e) = &result {
+                tracing::debug!("link mode {} is not available here: {e}", mode.name());
+            }
+            result.is_ok()
+        };
+        let chosen = match self {
+            LinkMode::Clone if works(LinkMode::Clone) => LinkMode::Clone,
+            LinkMode::Clone | LinkMode::Hardlink if works(LinkMode::Hardlink) => LinkMode::Hardlink,
+            LinkMode::Clone | LinkMode::Hardlink => LinkMode::Copy,
+            other => other,
+        };
+        let _ = fs_err::remove_file(&target);
+        if chosen != self {
+            tracing::info!(
+                "link mode {} is not supported here; using {}",
+                self.name(),
+                chosen.name()
+            );
+        }
+        chosen
+    }
+}
+
+/// How a staged file was proven to match RECORD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Proof {
+    /// The archive file's stat still equals its stamp.
+    Stamp,
+    /// Hashed; `Some` carries a new stamp for the archive file, whose stat
+    /// had changed while its content had not.
+    Hash(Option<Stamp>),
+}
+
+/// Why an archive file cannot be used.
+#[derive(Debug)]
+pub(crate) enum Damage {
+    Missing,
+    NotARegularFile,
+    Size { expected: u64, actual: u64 },
+    Content,
+    Unreadable(std::io::Error),
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Damage::Missing => write!(f, "missing"),
+            Damage::NotARegularFile => write!(f, "not a regular file"),
+            Damage::Size { expected, actual } => write!(f, "{actual} bytes instead of {expected}"),
+            Damage::Content => write!(f, "content does not match RECORD"),
+            Damage::Unreadable(e) => write!(f, "unreadable ({e})"),
+        }
+    }
+}
+
+/// The outcome of staging one file: `Err` is a real I/O error on the
+/// staging side; `Ok(Err(damage))` blames the archive.
+pub(crate) type Placed = Result<Result<Proof, Damage>, std::io::Error>;
+
+/// Stages `source` (an archive file) at `target` with `mode`, and proves the
+/// staged content matches `expected` (hash and size from RECORD). With
+/// `hash_everything`, every byte is hashed whatever the stamp says.
+pub(crate) fn place(
+    mode: LinkMode,
+    source: &Path,
+    target: &Path,
+    expected: &ManifestFile,
+    hash_everything: bool,
+) -> Placed {
+    match mode {
+        // `std` rather than `fs_err`: the raw OS error decides the fallback.
+        #[allow(clippy::disallowed_methods)]
+        LinkMode::Hardlink => match std::fs::hard_link(source, target) {
+            Ok(()) => {
+                let metadata = fs_err::symlink_metadata(target)?;
+                Ok(prove(&metadata, target, expected, hash_everything))
+            }
+            Err(e) => match blame_source(source, e)? {
+                // Too many links, or a file system boundary: copy this one.
+                None => place(LinkMode::Copy, source, target, expected, hash_everything),
+                Some(damage) => Ok(Err(damage)),
+            },
+        },
+        LinkMode::Clone | LinkMode::Copy | LinkMode::Symlink => {
+            let metadata = match fs_err::symlink_metadata(source) {
+                Ok(metadata) => metadata,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(Err(Damage::Missing));
+                }
+                Err(e) => return Ok(Err(Damage::Unreadable(e))),
+            };
+            let trusted = !hash_everything && Stamp::of(&metadata) == expected.stamp;
+            if !metadata.is_file() {
+                return Ok(Err(Damage::NotARegularFile));
+            }
+            if metadata.len() != expected.size {
+                return Ok(Err(Damage::Size {
+                    expected: expected.size,
+                    actual: metadata.len(),
+                }));
+            }
+            match mode {
+                LinkMode::Copy if !trusted => {
+                    return copy_hashing(source, target, &metadata, expected);
+                }
+                LinkMode::Copy => {
+                    fs_err::copy(source, target)?;
+                }
+                LinkMode::Clone => {
+                    if let Err(e) = reflink_copy::reflink(source, target) {
+                        tracing::debug!("clone of {} failed ({e}); copying", source.display());
+                        return place(LinkMode::Copy, source, target, expected, hash_everything);
+                    }
+                }
+                _ => fs_err::os::unix::fs::symlink(source, target)?,
+            }
+            if trusted {
+                return Ok(Ok(Proof::Stamp));
+            }
+            // Not trusted: hash the staged content (for a symlink, its target).
+            Ok(match hash_matches(target, expected) {
+                Ok(true) => Ok(Proof::Hash(Some(Stamp::of(&metadata)))),
+                Ok(false) => Err(Damage::Content),
+                Err(e) => Err(Damage::Unreadable(e)),
+            })
+        }
+    }
+}
+
+/// After a hardlink: the staged file *is* the archive file.
+fn prove(
+    metadata: &std::fs::Metadata,
+    target: &Path,
+    expected: &ManifestFile,
+    hash_everything: bool,
+) -> Result<Proof, Damage> {
+    if !metadata.is_file() {
+        return Err(Damage::NotARegularFile);
+    }
+    if metadata.len() != expected.size {
+        return Err(Damage::Size {
+            expected: expected.size,
+            actual: metadata.len(),
+        });
+    }
+    let stamp = Stamp::of(metadata);
+    if !hash_everything && stamp == expected.stamp {
+        return Ok(Proof::Stamp);
+    }
+    match hash_matches(target, expected) {
+        Ok(true) => Ok(Proof::Hash((stamp != expected.stamp).then_some(stamp))),
+        Ok(false) => Err(Damage::Content),
+        Err(e) => Err(Damage::Unreadable(e)),
+    }
+}
+
+/// Decides whether a failed link is the archive's fault. `Ok(None)`: the
+/// source is fine and the link itself was refused (fall back to a copy).
+fn blame_source(
+    source: &Path,
+    link_error: std::io::Error,
+) -> Result<Option<Damage>, std::io::Error> {
+    match fs_err::symlink_metadata(source) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Some(Damage::Missing)),
+        Err(e) => Ok(Some(Damage::Unreadable(e))),
+        Ok(metadata) if !metadata.is_file() => Ok(Some(Damage::NotARegularFile)),
+        Ok(_) => match link_error.raw_os_error() {
+            // EMLINK (too many links), EXDEV (another file system), EPERM (not allowed here).
+            Some(31) | Some(18) | Some(1) => Ok(None),
+            _ => Err(link_error),
+        },
+    }
+}
+
+/// Copies while hashing, in one pass, refusing to follow a symlink.
+fn copy_hashing(
+    source: &Path,
+    target: &Path,
+    metadata: &std::fs::Metadata,
+    expected: &ManifestFile,
+) -> Placed {
+    let mut input = match open_no_follow(source) {
+        Ok(file) => file,
+        Err(e) => return Ok(Err(Damage::Unreadable(e))),
+    };
+    let mut output = fs_err::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(target)?;
+    let Ok(expected_hash) = expected.hash.parse::<RecordHash>() else {
+        return Ok(Err(Damage::Content));
+    };
+    let mut hasher = Hasher::new(expected_hash.algorithm);
+    let mut buffer = vec![0u8; 256 * 1024];
+    loop {
+        let n = match input.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => return Ok(Err(Damage::Unreadable(e))),
+        };
+        hasher.update(&buffer[..n]);
+        output.write_all(&buffer[..n])?;
+    }
+    output.set_permissions(std::fs::Permissions::from_mode(
+        metadata.permissions().mode() & 0o7777,
+    ))?;
+    if hasher.finish() != expected_hash {
+        return Ok(Err(Damage::Content));
+    }
+    Ok(Ok(Proof::Hash(Some(Stamp::of(metadata)))))
+}
+
+fn open_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
+    let file = fs_err::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_o_nofollow())
+        .open(path)?;
+    Ok(file.into_parts().0)
+}
+
+/// `O_NOFOLLOW` on Linux.
+const fn libc_o_nofollow() -> i32 {
+    0o400000
+}
+
+/// Hashes a file with RECORD's algorithm and compares.
+pub(crate) fn hash_matches(path: &Path, expected: &ManifestFile) -> std::io::Result<bool> {
+    let Ok(expected_hash) = expected.hash.parse::<RecordHash>() else {
+        return Ok(false);
+    };
+    Ok(hash_file(path, expected_hash.algorithm)?.0 == expected_hash)
+}
+
+/// Hashes a whole file (following a final symlink only when staging made it).
+pub(crate) fn hash_file(
+    path: &Path,
+    algorithm: HashAlgorithm,
+) -> std::io::Result<(RecordHash, u64)> {
+    let mut file = fs_err::File::open(path)?;
+    let mut hasher = Hasher::new(algorithm);
+    let size = std::io::copy(&mut file, &mut hasher)?;
+    Ok((hasher.finish(), size))
+}

@@ -1,0 +1,164 @@
+//! Script launchers: the files keel writes into `bin/` for entry points, and
+//! the `#!python` shebang rewrite of `.data/scripts/`.
+
+use std::path::Path;
+
+use keel_cache::ManifestEntryPoint;
+
+/// The longest shebang line the Linux kernel reads (`BINPRM_BUF_SIZE` − 1).
+const MAX_SHEBANG: usize = 127;
+
+/// The interpreter line for scripts run by `python`.
+///
+/// *Binary distribution format § Installing a wheel*: "If the file starts
+/// with `#!python`, rewrite it to point to the correct interpreter." A path
+/// too long for the kernel, or with a space, gets the `/bin/sh` trampoline
+/// pip and distlib use, which re-executes the file with the interpreter.
+pub fn shebang(python: &Path) -> String {
+    let python = python.display().to_string();
+    if python.len() + 2 <= MAX_SHEBANG && !python.contains([' ', '\t']) {
+        format!("#!{python}\n")
+    } else {
+        let quoted = python.replace('\'', r"'\''");
+        format!("#!/bin/sh\n'''exec' '{quoted}' \"$0\" \"$@\"\n' '''\n")
+    }
+}
+
+/// Rewrites a `.data/scripts/` file that starts with `#!python` (or
+/// `#!pythonw`); returns `None` for any other file, which is installed as is.
+pub fn rewrite_python_shebang(contents: &[u8], python: &Path) -> Option<Vec<u8>> {
+    if !contents.starts_with(b"#!python") {
+        return None;
+    }
+    let rest = match contents.iter().position(|&b| b == b'\n') {
+        Some(newline) => &contents[newline + 1..],
+        None => &[],
+    };
+    let mut out = shebang(python).into_bytes();
+    out.extend_from_slice(rest);
+    Some(out)
+}
+
+/// The launcher for a console or GUI entry point (*Entry points
+/// specification § Use for scripts*), in the form pip writes.
+pub fn launcher(entry_point: &ManifestEntryPoint, python: &Path) -> Vec<u8> {
+    let import_name = entry_point
+        .object
+        .split('.')
+        .next()
+        .unwrap_or(&entry_point.object);
+    format!(
+        "{shebang}# -*- coding: utf-8 -*-\n\
+         import re\n\
+         import sys\n\
+         from {module} import {import_name}\n\
+         if __name__ == '__main__':\n\
+         \x20   sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n\
+         \x20   sys.exit({object}())\n",
+        shebang = shebang(python),
+        module = entry_point.module,
+        object = entry_point.object,
+    )
+    .into_bytes()
+}
+
+/// Why a script name cannot be installed, if it cannot: it must be one plain
+/// file name in `bin/`, and not one that would shadow the interpreter.
+pub fn script_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name == "." || name == ".." {
+        return Some("the name is empty or a relative directory");
+    }
+    if name.contains(['/', '\\', '\0']) || name.chars().any(char::is_control) {
+        return Some("the name contains a path separator or a control character");
+    }
+    let is_python = name == "python"
+        || name == "pythonw"
+        || name.strip_prefix("python").is_some_and(|rest| {
+            !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit() || c == '.')
+        });
+    if is_python
+        || matches!(
+            name,
+            "activate" | "activate.csh" | "activate.fish" | "Activate.ps1"
+        )
+    {
+        return Some("the name is reserved by the virtual environment");
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_interpreter_paths_get_a_plain_shebang() {
+        assert_eq!(
+            shebang(Path::new("/venv/bin/python")),
+            "#!/venv/bin/python\n"
+        );
+    }
+
+    #[test]
+    fn long_or_spaced_interpreter_paths_get_the_sh_trampoline() {
+        let long = format!("/{}/bin/python", "x".repeat(130));
+        assert!(shebang(Path::new(&long)).starts_with("#!/bin/sh\n'''exec' '/xxx"));
+        let spaced = shebang(Path::new("/my venv/bin/python"));
+        assert_eq!(
+            spaced,
+            "#!/bin/sh\n'''exec' '/my venv/bin/python' \"$0\" \"$@\"\n' '''\n"
+        );
+    }
+
+    #[test]
+    fn rewrites_only_python_shebangs() {
+        let python = Path::new("/v/bin/python");
+        assert_eq!(
+            rewrite_python_shebang(b"#!python\nprint(1)\n", python).unwrap(),
+            b"#!/v/bin/python\nprint(1)\n"
+        );
+        assert_eq!(
+            rewrite_python_shebang(b"#!pythonw -u\nx\n", python).unwrap(),
+            b"#!/v/bin/python\nx\n"
+        );
+        assert_eq!(rewrite_python_shebang(b"#!/bin/sh\necho\n", python), None);
+        assert_eq!(
+            rewrite_python_shebang(b"#!python", python).unwrap(),
+            b"#!/v/bin/python\n"
+        );
+    }
+
+    #[test]
+    fn launcher_imports_the_first_attribute_and_calls_the_whole_path() {
+        let ep = ManifestEntryPoint {
+            name: "x".into(),
+            module: "pkg.cli".into(),
+            object: "app.main".into(),
+            gui: false,
+        };
+        let text = String::from_utf8(launcher(&ep, Path::new("/v/bin/python"))).unwrap();
+        assert!(text.starts_with("#!/v/bin/python\n"));
+        assert!(text.contains("from pkg.cli import app\n"));
+        assert!(text.contains("    sys.exit(app.main())\n"));
+    }
+
+    #[test]
+    fn refuses_script_names_that_escape_or_shadow_the_interpreter() {
+        for bad in [
+            "",
+            "..",
+            "a/b",
+            "../x",
+            "python",
+            "python3",
+            "python3.11",
+            "pythonw",
+            "activate",
+        ] {
+            assert!(script_name_problem(bad).is_some(), "{bad:?}");
+        }
+        for good in ["flask", "python-build", "pythonista", "pytest"] {
+            assert!(script_name_problem(good).is_none(), "{good:?}");
+        }
+    }
+}

@@ -1,0 +1,514 @@
+//! Staging: every file of every wheel placed in
+//! `<venv>/.keel/tx-<id>/staging/<n>-<name>/`, laid out like the environment,
+//! and proven against RECORD; then the files keel writes itself (scripts,
+//! `INSTALLER`, `REQUESTED`, `direct_url.json`, the new `RECORD`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use fs_err::os::unix::fs::OpenOptionsExt as _;
+use keel_cache::{Archive, ManifestFile, Stamp, WheelSource};
+use keel_venv::Environment;
+use keel_wheel::{
+    DataKey, EntryDestination, HashAlgorithm, RecordEntry, RecordHash, classify_entry, write_record,
+};
+use rayon::prelude::*;
+
+use crate::Error;
+use crate::link::{Damage, LinkMode, Proof, hash_file, place};
+use crate::scripts::{launcher, rewrite_python_shebang, script_name_problem};
+
+/// The `.dist-info` files keel writes itself; a wheel's own copies are not installed.
+const GENERATED_DIST_INFO: [&str; 4] = ["RECORD", "INSTALLER", "REQUESTED", "direct_url.json"];
+
+/// Where things go in the environment, as paths relative to its root.
+pub(crate) struct Layout {
+    site_packages: PathBuf,
+    scripts: PathBuf,
+    python: PathBuf,
+    env: Environment,
+}
+
+impl Layout {
+    pub(crate) fn new(env: &Environment) -> Self {
+        let relative = |p: &Path| p.strip_prefix(env.root()).unwrap_or(p).to_path_buf();
+        Layout {
+            site_packages: relative(env.site_packages()),
+            scripts: relative(env.scripts_dir()),
+            python: env.python(),
+            env: env.clone(),
+        }
+    }
+
+    /// A destination relative to the environment root, as RECORD spells it:
+    /// relative to site-packages (*Recording installed projects § The RECORD
+    /// file*: paths may be relative to the directory holding `.dist-info`,
+    /// with `..` for files outside it).
+    fn record_path(&self, dest: &Path) -> String {
+        if let Ok(inside) = dest.strip_prefix(&self.site_packages) {
+            return to_slash(inside);
+        }
+        let ups = self.site_packages.components().count();
+        format!("{}{}", "../".repeat(ups), to_slash(dest))
+    }
+}
+
+fn to_slash(path: &Path) -> String {
+    path.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// What staging does with one archive file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    /// Link (or copy) it as is.
+    Link,
+    /// A `.data/scripts/` file: read, verify, rewrite `#!python`, write a real copy.
+    Script,
+    /// The archive's RECORD: checked (so a damaged archive is noticed and
+    /// healed) but not installed; keel writes the environment's RECORD.
+    CheckOnly,
+}
+
+#[derive(Debug, Clone)]
+struct PlannedFile {
+    /// Index into the manifest's files.
+    index: usize,
+    /// Destination relative to the environment root.
+    dest: PathBuf,
+    action: Action,
+}
+
+/// One wheel on its way into the environment.
+pub(crate) struct WheelJob {
+    pub source: WheelSource,
+    pub archive: Archive,
+    /// This wheel's staging root (laid out like the environment root).
+    pub root: PathBuf,
+    files: Vec<PlannedFile>,
+    /// RECORD rows of files whose content staging changed (rewritten scripts).
+    rewritten: HashMap<usize, (RecordHash, u64)>,
+}
+
+impl WheelJob {
+    /// Maps every archive file to its destination (*Binary distribution
+    /// format § Installing a wheel*: root to purelib/platlib, each
+    /// `.data/<key>/` subtree onto its scheme directory).
+    pub(crate) fn plan(
+        source: WheelSource,
+        archive: Archive,
+        root: PathBuf,
+        layout: &Layout,
+    ) -> Result<Self, Error> {
+        let manifest = &archive.manifest;
+        let data_dir = manifest.data_dir();
+        let headers = layout
+            .env
+            .headers_dir(&manifest.name)
+            .strip_prefix(layout.env.root())
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let script_names: BTreeSet<&str> = manifest
+            .entry_points
+            .iter()
+            .map(|ep| ep.name.as_str())
+            .collect();
+        let mut files = Vec::with_capacity(manifest.files.len());
+        for (index, file) in manifest.files.iter().enumerate() {
+            let invalid = |rule| Error::Wheel {
+                wheel: source.path.clone(),
+                source: keel_wheel::Error::Invalid {
+                    wheel: source.path.clone(),
+                    entry: file.path.clone(),
+                    rule,
+                },
+            };
+            keel_wheel::validate_relative_path(&file.path).map_err(invalid)?;
+            let (dest, action) = match classify_entry(&file.path, &data_dir).map_err(invalid)? {
+                EntryDestination::Root(path) => {
+                    let generated = path
+                        .strip_prefix(manifest.dist_info.as_str())
+                        .and_then(|rest| rest.strip_prefix('/'))
+                        .filter(|name| GENERATED_DIST_INFO.contains(name));
+                    match generated {
+                        Some("RECORD") => (layout.site_packages.join(path), Action::CheckOnly),
+                        Some(_) => continue,
+                        None => (layout.site_packages.join(path), Action::Link),
+                    }
+                }
+                EntryDestination::Data(DataKey::Purelib | DataKey::Platlib, path) => {
+                    (layout.site_packages.join(path), Action::Link)
+                }
+                EntryDestination::Data(DataKey::Scripts, path) => {
+                    if script_names.contains(path) {
+                        tracing::debug!(
+                            "{}: entry point `{path}` replaces the .data script of that name",
+                            manifest.wheel
+                        );
+                        continue;
+                    }
+                    (layout.scripts.join(path), Action::Script)
+                }
+                EntryDestination::Data(DataKey::Headers, path) => {
+                    (headers.join(path), Action::Link)
+                }
+                EntryDestination::Data(DataKey::Data, path) => (PathBuf::from(path), Action::Link),
+            };
+            files.push(PlannedFile {
+                index,
+                dest,
+                action,
+            });
+        }
+        for entry_point in &manifest.entry_points {
+            if let Some(reason) = script_name_problem(&entry_point.name) {
+                return Err(Error::ScriptName {
+                    wheel: source.path.clone(),
+                    name: entry_point.name.clone(),
+                    reason,
+                });
+            }
+        }
+        Ok(WheelJob {
+            source,
+            archive,
+            root,
+            files,
+            rewritten: HashMap::new(),
+        })
+    }
+
+    /// Every destination this wheel installs (relative to the environment root).
+    pub(crate) fn destinations(&self, layout: &Layout) -> Vec<PathBuf> {
+        let mut all: Vec<PathBuf> = self
+            .files
+            .iter()
+            .filter(|f| f.action != Action::CheckOnly)
+            .map(|f| f.dest.clone())
+            .collect();
+        all.extend(
+            self.archive
+                .manifest
+                .entry_points
+                .iter()
+                .map(|ep| layout.scripts.join(&ep.name)),
+        );
+        let dist_info = layout.site_packages.join(&self.archive.manifest.dist_info);
+        all.extend(GENERATED_DIST_INFO.iter().map(|name| dist_info.join(name)));
+        all
+    }
+
+    fn create_directories(&self, layout: &Layout) -> Result<(), Error> {
+        let mut dirs = BTreeSet::new();
+        dirs.insert(self.root.clone());
+        dirs.insert(
+            self.root
+                .join(&layout.site_packages)
+                .join(&self.archive.manifest.dist_info),
+        );
+        if !self.archive.manifest.entry_points.is_empty() {
+            dirs.insert(self.root.join(&layout.scripts));
+        }
+        for file in &self.files {
+            if file.action != Action::CheckOnly
+                && let Some(parent) = self.root.join(&file.dest).parent()
+            {
+                dirs.insert(parent.to_path_buf());
+            }
+        }
+        // Sorted order creates parents before children; each directory once.
+        let mut created: BTreeSet<PathBuf> = BTreeSet::new();
+        for dir in dirs {
+            let mut missing = Vec::new();
+            let mut cursor = Some(dir.as_path());
+            while let Some(d) = cursor {
+                if created.contains(d)
+                    || d.as_os_str().is_empty()
+                    || d == self.root.parent().unwrap_or(Path::new("/"))
+                {
+                    break;
+                }
+                missing.push(d.to_path_buf());
+                cursor = d.parent();
+            }
+            for d in missing.into_iter().rev() {
+                match fs_err::create_dir(&d) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e.into()),
+                }
+                created.insert(d);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The result of staging one wheel.
+pub(crate) enum Staged {
+    /// Every file proven; `hashed` files were hashed, the rest trusted by stamp.
+    Ok {
+        hashed: usize,
+        trusted: usize,
+        restamps: Vec<(usize, Stamp)>,
+    },
+    /// The archive is damaged; the first problem found.
+    Damaged { entry: String, damage: Damage },
+}
+
+/// Stages every file of `jobs` on all cores and proves each one.
+pub(crate) fn stage(
+    jobs: &mut [WheelJob],
+    layout: &Layout,
+    mode: LinkMode,
+    hash_everything: bool,
+) -> Result<Vec<Staged>, Error> {
+    jobs.par_iter()
+        .try_for_each(|job| job.create_directories(layout))?;
+    let work: Vec<(usize, usize)> = jobs
+        .iter()
+        .enumerate()
+        .flat_map(|(j, job)| (0..job.files.len()).map(move |f| (j, f)))
+        .collect();
+    let results: Vec<Result<FileOutcome, Error>> = work
+        .par_iter()
+        .map(|&(j, f)| stage_file(&jobs[j], &jobs[j].files[f], layout, mode, hash_everything))
+        .collect();
+
+    let mut staged: Vec<Staged> = jobs
+        .iter()
+        .map(|_| Staged::Ok {
+            hashed: 0,
+            trusted: 0,
+            restamps: Vec::new(),
+        })
+        .collect();
+    for (&(j, f), result) in work.iter().zip(results) {
+        let index = jobs[j].files[f].index;
+        let outcome = result?;
+        let Staged::Ok {
+            hashed,
+            trusted,
+            restamps,
+        } = &mut staged[j]
+        else {
+            continue;
+        };
+        match outcome {
+            FileOutcome::Proven(Proof::Stamp) => *trusted += 1,
+            FileOutcome::Proven(Proof::Hash(stamp)) => {
+                *hashed += 1;
+                if let Some(stamp) = stamp {
+                    restamps.push((index, stamp));
+                }
+            }
+            FileOutcome::Rewritten(hash, size) => {
+                *hashed += 1;
+                jobs[j].rewritten.insert(index, (hash, size));
+            }
+            FileOutcome::Damaged(damage) => {
+                let entry = jobs[j].archive.manifest.files[index].path.clone();
+                staged[j] = Staged::Damaged { entry, damage };
+            }
+        }
+    }
+    Ok(staged)
+}
+
+enum FileOutcome {
+    Proven(Proof),
+    Rewritten(RecordHash, u64),
+    Damaged(Damage),
+}
+
+fn stage_file(
+    job: &WheelJob,
+    file: &PlannedFile,
+    layout: &Layout,
+    mode: LinkMode,
+    hash_everything: bool,
+) -> Result<FileOutcome, Error> {
+    let expected = &job.archive.manifest.files[file.index];
+    let source = job.archive.tree().join(&expected.path);
+    let target = job.root.join(&file.dest);
+    let outcome = match file.action {
+        Action::Link => match place(mode, &source, &target, expected, hash_everything)? {
+            Ok(proof) => FileOutcome::Proven(proof),
+            Err(damage) => FileOutcome::Damaged(damage),
+        },
+        Action::CheckOnly => check_in_place(&source, expected, hash_everything),
+        Action::Script => stage_script(&source, &target, expected, &layout.python)?,
+    };
+    Ok(outcome)
+}
+
+/// Proves an archive file without staging it (the archive's RECORD).
+fn check_in_place(source: &Path, expected: &ManifestFile, hash_everything: bool) -> FileOutcome {
+    let metadata = match fs_err::symlink_metadata(source) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return FileOutcome::Damaged(Damage::Missing);
+        }
+        Err(e) => return FileOutcome::Damaged(Damage::Unreadable(e)),
+    };
+    if !metadata.is_file() {
+        return FileOutcome::Damaged(Damage::NotARegularFile);
+    }
+    if metadata.len() != expected.size {
+        return FileOutcome::Damaged(Damage::Size {
+            expected: expected.size,
+            actual: metadata.len(),
+        });
+    }
+    let stamp = Stamp::of(&metadata);
+    if !hash_everything && stamp == expected.stamp {
+        return FileOutcome::Proven(Proof::Stamp);
+    }
+    match crate::link::hash_matches(source, expected) {
+        Ok(true) => FileOutcome::Proven(Proof::Hash((stamp != expected.stamp).then_some(stamp))),
+        Ok(false) => FileOutcome::Damaged(Damage::Content),
+        Err(e) => FileOutcome::Damaged(Damage::Unreadable(e)),
+    }
+}
+
+/// A `.data/scripts/` file: always read and hashed (scripts are few and
+/// small), `#!python` rewritten, written as a real executable copy.
+fn stage_script(
+    source: &Path,
+    target: &Path,
+    expected: &ManifestFile,
+    python: &Path,
+) -> Result<FileOutcome, Error> {
+    let contents = match read_no_follow(source) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(FileOutcome::Damaged(Damage::Missing));
+        }
+        Err(_) if fs_err::symlink_metadata(source).is_ok_and(|m| !m.is_file()) => {
+            return Ok(FileOutcome::Damaged(Damage::NotARegularFile));
+        }
+        Err(e) => return Ok(FileOutcome::Damaged(Damage::Unreadable(e))),
+    };
+    let Ok(expected_hash) = expected.hash.parse::<RecordHash>() else {
+        return Ok(FileOutcome::Damaged(Damage::Content));
+    };
+    if contents.len() as u64 != expected.size {
+        return Ok(FileOutcome::Damaged(Damage::Size {
+            expected: expected.size,
+            actual: contents.len() as u64,
+        }));
+    }
+    if RecordHash::of(expected_hash.algorithm, &contents) != expected_hash {
+        return Ok(FileOutcome::Damaged(Damage::Content));
+    }
+    let written = rewrite_python_shebang(&contents, python).unwrap_or(contents);
+    write_executable(target, &written)?;
+    Ok(FileOutcome::Rewritten(
+        RecordHash::of(HashAlgorithm::Sha256, &written),
+        written.len() as u64,
+    ))
+}
+
+fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut file = fs_err::OpenOptions::new()
+        .read(true)
+        .custom_flags(0o400000)
+        .open(path)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+fn write_executable(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    fs_err::write(path, bytes)?;
+    fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
+/// Writes the files keel generates for one staged wheel: entry-point
+/// launchers, `INSTALLER`, `REQUESTED`, `direct_url.json` and the new
+/// RECORD listing every installed file with hash and size (*Recording
+/// installed projects*; *Direct URL data structure*).
+pub(crate) fn write_generated(job: &WheelJob, layout: &Layout) -> Result<(), Error> {
+    let manifest = &job.archive.manifest;
+    let mut rows: Vec<RecordEntry> = Vec::with_capacity(job.files.len() + 8);
+    for file in job.files.iter().filter(|f| f.action != Action::CheckOnly) {
+        let entry = &manifest.files[file.index];
+        let (hash, size) = match job.rewritten.get(&file.index) {
+            Some((hash, size)) => (hash.clone(), *size),
+            None => match entry.hash.parse::<RecordHash>() {
+                Ok(hash) => (hash, entry.size),
+                Err(_) => hash_file(&job.root.join(&file.dest), HashAlgorithm::Sha256)?,
+            },
+        };
+        rows.push(RecordEntry {
+            path: layout.record_path(&file.dest),
+            hash: Some(hash),
+            size: Some(size),
+        });
+    }
+    let mut generate = |dest: PathBuf, bytes: &[u8], executable: bool| -> Result<(), Error> {
+        let target = job.root.join(&dest);
+        if executable {
+            write_executable(&target, bytes)?;
+        } else {
+            fs_err::write(&target, bytes)?;
+        }
+        rows.push(RecordEntry {
+            path: layout.record_path(&dest),
+            hash: Some(RecordHash::of(HashAlgorithm::Sha256, bytes)),
+            size: Some(bytes.len() as u64),
+        });
+        Ok(())
+    };
+    for entry_point in &manifest.entry_points {
+        generate(
+            layout.scripts.join(&entry_point.name),
+            &launcher(entry_point, &layout.python),
+            true,
+        )?;
+    }
+    let dist_info = layout.site_packages.join(&manifest.dist_info);
+    generate(dist_info.join("INSTALLER"), b"keel\n", false)?;
+    generate(dist_info.join("REQUESTED"), b"", false)?;
+    generate(dist_info.join("direct_url.json"), &direct_url(job)?, false)?;
+    let record_dest = dist_info.join("RECORD");
+    rows.push(RecordEntry {
+        path: layout.record_path(&record_dest),
+        hash: None,
+        size: None,
+    });
+    fs_err::write(job.root.join(&record_dest), write_record(&rows))?;
+    Ok(())
+}
+
+/// *Direct URL data structure*: a local wheel is an archive URL; keel
+/// records the `file://` URL and the wheel's sha256 (both the `hashes` map
+/// and the legacy `hash` key, which must agree).
+fn direct_url(job: &WheelJob) -> Result<Vec<u8>, Error> {
+    let url = url::Url::from_file_path(&job.source.path).map_err(|()| Error::NotAbsolute {
+        path: job.source.path.clone(),
+    })?;
+    let sha256 = &job.archive.manifest.wheel_sha256;
+    let value = serde_json::json!({
+        "archive_info": {
+            "hash": format!("sha256={sha256}"),
+            "hashes": { "sha256": sha256 },
+        },
+        "url": url.as_str(),
+    });
+    Ok(value.to_string().into_bytes())
+}
+
+/// Removes one wheel's staging tree (before restaging it from a fresh archive).
+pub(crate) fn discard(job: &WheelJob) -> Result<(), Error> {
+    match fs_err::remove_dir_all(&job.root) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,171 @@
+//! The one error type of this crate, and the rules a wheel can break.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Everything that can go wrong while reading or extracting a wheel.
+///
+/// Every variant names the wheel file, and where it applies the entry inside
+/// it, so that the CLI can print a message a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file name does not follow *Binary distribution format § File name
+    /// convention*.
+    #[error("invalid wheel file name `{filename}`: {reason}")]
+    InvalidFilename { filename: String, reason: String },
+
+    /// The file could not be read as a zip archive at all.
+    #[error("`{}` is not a valid zip archive", wheel.display())]
+    Zip {
+        wheel: PathBuf,
+        #[source]
+        source: zip::result::ZipError,
+    },
+
+    /// One entry of the wheel breaks one rule of the format.
+    #[error("invalid wheel `{}`: entry `{entry}`: {rule}", wheel.display())]
+    Invalid {
+        wheel: PathBuf,
+        entry: String,
+        rule: Rule,
+    },
+
+    /// Reading one entry of the zip failed (corrupt data, bad CRC, truncation).
+    #[error("invalid wheel `{}`: entry `{entry}` could not be read", wheel.display())]
+    Entry {
+        wheel: PathBuf,
+        entry: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file system operation failed; `fs_err` puts the path in the message.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// The rule that was broken, when this error is about one.
+    pub fn rule(&self) -> Option<&Rule> {
+        match self {
+            Error::Invalid { rule, .. } => Some(rule),
+            _ => None,
+        }
+    }
+}
+
+/// A rule of the wheel format (or of keel's safety policy) that an entry broke.
+///
+/// The `Display` text is the rule in words, so that an error reads
+/// "entry `x`: <rule>".
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rule {
+    /// *Binary distribution format § The .dist-info directory*: exactly one.
+    NoDistInfo,
+    SeveralDistInfo(Vec<String>),
+    /// The `.dist-info` directory's name or version disagrees with the file name.
+    DistInfoMismatch {
+        expected: String,
+    },
+    /// A required `.dist-info` file is absent (`METADATA`, `WHEEL`, `RECORD`).
+    MissingDistInfoFile,
+    /// `WHEEL` is malformed or missing a required key.
+    MalformedWheelFile(String),
+    /// `Wheel-Version` major is not 1.
+    UnsupportedWheelVersion(String),
+    /// `METADATA` has no `Name`/`Version`, or they disagree with the file name.
+    MalformedMetadata(String),
+    /// A row of `RECORD` is not `path,hash,size`.
+    MalformedRecordRow {
+        line: u64,
+        reason: String,
+    },
+    /// A hash algorithm that is not allowed (*Recording installed projects §
+    /// The RECORD file*: md5 and sha1 are insecure; keel accepts sha256,
+    /// sha384 and sha512).
+    UnsupportedHash(String),
+    /// An entry of the archive has no row in `RECORD`.
+    NotInRecord,
+    /// A `RECORD` row names a file the archive does not contain.
+    MissingFromArchive,
+    /// The same path appears twice (in the archive or in `RECORD`).
+    Duplicate,
+    /// The entry's content does not match the hash `RECORD` gives it.
+    HashMismatch {
+        expected: String,
+        actual: String,
+    },
+    /// The entry's size does not match the size `RECORD` gives it.
+    SizeMismatch {
+        expected: u64,
+        actual: u64,
+    },
+    /// A path that could escape its destination (absolute, `..`, backslash, …).
+    UnsafePath(&'static str),
+    /// A `.data/<key>/` directory with a key the spec does not define.
+    UnknownDataKey(String),
+    /// A symbolic link, device or other non-regular entry.
+    NotARegularFile,
+    /// An encrypted entry.
+    Encrypted,
+    /// A compression method the spec does not allow (only stored and deflate).
+    UnsupportedCompression(String),
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rule::NoDistInfo => write!(f, "the wheel has no `.dist-info` directory"),
+            Rule::SeveralDistInfo(dirs) => write!(
+                f,
+                "a wheel must contain exactly one `.dist-info` directory, found {}",
+                dirs.join(", ")
+            ),
+            Rule::DistInfoMismatch { expected } => write!(
+                f,
+                "the `.dist-info` directory does not match the file name (expected `{expected}`)"
+            ),
+            Rule::MissingDistInfoFile => write!(f, "this required file is missing"),
+            Rule::MalformedWheelFile(why) => write!(f, "malformed WHEEL file: {why}"),
+            Rule::UnsupportedWheelVersion(v) => {
+                write!(f, "unsupported Wheel-Version {v} (keel supports 1.x)")
+            }
+            Rule::MalformedMetadata(why) => write!(f, "malformed METADATA: {why}"),
+            Rule::MalformedRecordRow { line, reason } => {
+                write!(f, "malformed RECORD row on line {line}: {reason}")
+            }
+            Rule::UnsupportedHash(alg) => write!(
+                f,
+                "hash algorithm `{alg}` is not accepted (use sha256, sha384 or sha512)"
+            ),
+            Rule::NotInRecord => write!(f, "the file is not listed in RECORD"),
+            Rule::MissingFromArchive => {
+                write!(
+                    f,
+                    "RECORD lists this file but the archive does not contain it"
+                )
+            }
+            Rule::Duplicate => write!(f, "the path appears more than once"),
+            Rule::HashMismatch { expected, actual } => write!(
+                f,
+                "content does not match RECORD (RECORD says {expected}, content is {actual})"
+            ),
+            Rule::SizeMismatch { expected, actual } => write!(
+                f,
+                "size does not match RECORD (RECORD says {expected} bytes, content is {actual})"
+            ),
+            Rule::UnsafePath(why) => write!(f, "unsafe path: {why}"),
+            Rule::UnknownDataKey(key) => write!(
+                f,
+                "unknown `.data` directory `{key}` (allowed: purelib, platlib, headers, scripts, data)"
+            ),
+            Rule::NotARegularFile => write!(f, "not a regular file (symlinks are not allowed)"),
+            Rule::Encrypted => write!(f, "encrypted entries are not allowed"),
+            Rule::UnsupportedCompression(method) => write!(
+                f,
+                "compression method {method} is not allowed (only stored and deflate)"
+            ),
+        }
+    }
+}

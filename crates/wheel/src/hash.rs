@@ -1,0 +1,201 @@
+//! The hashes RECORD uses: `algorithm=urlsafe-base64-nopad(digest)`.
+//!
+//! *Recording installed projects § The RECORD file*: the hash is "the name of
+//! a hash algorithm from `hashlib.algorithms_guaranteed`, followed by `=` and
+//! the digest of the file's contents, encoded with the urlsafe-base64-nopad
+//! encoding". keel accepts sha256, sha384 and sha512, and refuses md5 and sha1
+//! (*Binary distribution format § The .dist-info directory*: "sha256 or
+//! better").
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::Digest;
+
+use crate::Rule;
+
+/// A hash algorithm keel accepts in RECORD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HashAlgorithm {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl HashAlgorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            HashAlgorithm::Sha256 => "sha256",
+            HashAlgorithm::Sha384 => "sha384",
+            HashAlgorithm::Sha512 => "sha512",
+        }
+    }
+
+    fn digest_len(self) -> usize {
+        match self {
+            HashAlgorithm::Sha256 => 32,
+            HashAlgorithm::Sha384 => 48,
+            HashAlgorithm::Sha512 => 64,
+        }
+    }
+}
+
+/// A hash as RECORD writes it: the algorithm and the raw digest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RecordHash {
+    pub algorithm: HashAlgorithm,
+    pub digest: Vec<u8>,
+}
+
+impl RecordHash {
+    /// Hashes `bytes` with `algorithm`.
+    pub fn of(algorithm: HashAlgorithm, bytes: &[u8]) -> Self {
+        let mut hasher = Hasher::new(algorithm);
+        hasher.update(bytes);
+        hasher.finish()
+    }
+
+    /// The digest as lowercase hex (for `direct_url.json`).
+    pub fn hex(&self) -> String {
+        self.digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl FromStr for RecordHash {
+    type Err = Rule;
+
+    /// Parses `sha256=<urlsafe-b64-nopad>`. Trailing `=` padding is tolerated,
+    /// since some tools write it.
+    fn from_str(text: &str) -> Result<Self, Rule> {
+        let malformed = |reason: String| Rule::MalformedRecordRow { line: 0, reason };
+        let (name, encoded) = text
+            .split_once('=')
+            .ok_or_else(|| malformed(format!("hash `{text}` is not `algorithm=digest`")))?;
+        let algorithm = match name {
+            "sha256" => HashAlgorithm::Sha256,
+            "sha384" => HashAlgorithm::Sha384,
+            "sha512" => HashAlgorithm::Sha512,
+            other => return Err(Rule::UnsupportedHash(other.to_string())),
+        };
+        let digest = URL_SAFE_NO_PAD
+            .decode(encoded.trim_end_matches('='))
+            .map_err(|_| malformed(format!("hash `{text}` is not urlsafe base64")))?;
+        if digest.len() != algorithm.digest_len() {
+            return Err(malformed(format!(
+                "hash `{text}` has {} bytes, {} needs {}",
+                digest.len(),
+                algorithm.name(),
+                algorithm.digest_len()
+            )));
+        }
+        Ok(RecordHash { algorithm, digest })
+    }
+}
+
+impl fmt::Display for RecordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}={}",
+            self.algorithm.name(),
+            URL_SAFE_NO_PAD.encode(&self.digest)
+        )
+    }
+}
+
+/// An incremental hasher for any accepted algorithm.
+#[derive(Clone)]
+pub enum Hasher {
+    Sha256(sha2::Sha256),
+    Sha384(sha2::Sha384),
+    Sha512(sha2::Sha512),
+}
+
+impl Hasher {
+    pub fn new(algorithm: HashAlgorithm) -> Self {
+        match algorithm {
+            HashAlgorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
+            HashAlgorithm::Sha384 => Hasher::Sha384(sha2::Sha384::new()),
+            HashAlgorithm::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
+        }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(bytes),
+            Hasher::Sha384(h) => h.update(bytes),
+            Hasher::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    pub fn finish(self) -> RecordHash {
+        let (algorithm, digest) = match self {
+            Hasher::Sha256(h) => (HashAlgorithm::Sha256, h.finalize().to_vec()),
+            Hasher::Sha384(h) => (HashAlgorithm::Sha384, h.finalize().to_vec()),
+            Hasher::Sha512(h) => (HashAlgorithm::Sha512, h.finalize().to_vec()),
+        };
+        RecordHash { algorithm, digest }
+    }
+}
+
+impl std::io::Write for Hasher {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_known_sha256_of_empty_input() {
+        let hash = RecordHash::of(HashAlgorithm::Sha256, b"");
+        assert_eq!(
+            hash.to_string(),
+            "sha256=47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"
+        );
+        assert_eq!(
+            hash.hex(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        let parsed: RecordHash = hash.to_string().parse().unwrap();
+        assert_eq!(parsed, hash);
+    }
+
+    #[test]
+    fn accepts_sha384_and_sha512_and_padding() {
+        for alg in [HashAlgorithm::Sha384, HashAlgorithm::Sha512] {
+            let hash = RecordHash::of(alg, b"keel");
+            assert_eq!(hash.to_string().parse::<RecordHash>().unwrap(), hash);
+        }
+        let padded = format!("{}=", RecordHash::of(HashAlgorithm::Sha256, b"x"));
+        assert!(padded.parse::<RecordHash>().is_ok());
+    }
+
+    #[test]
+    fn refuses_weak_unknown_and_malformed_hashes() {
+        assert_eq!(
+            "md5=1B2M2Y8AsgTpgAmY7PhCfg".parse::<RecordHash>(),
+            Err(Rule::UnsupportedHash("md5".into()))
+        );
+        assert_eq!(
+            "sha1=2jmj7l5rSw0yVb_vlWAYkK_YBwk".parse::<RecordHash>(),
+            Err(Rule::UnsupportedHash("sha1".into()))
+        );
+        assert!(matches!(
+            "blake2=abc".parse::<RecordHash>(),
+            Err(Rule::UnsupportedHash(_))
+        ));
+        assert!("sha256".parse::<RecordHash>().is_err());
+        assert!("sha256=!!!".parse::<RecordHash>().is_err());
+        assert!("sha256=AAAA".parse::<RecordHash>().is_err(), "too short");
+    }
+}

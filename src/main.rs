@@ -1,0 +1,180 @@
+//! The `keel` command line: install wheels into a virtual environment
+//! through keel's verified, self-healing archive cache.
+
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use keel_installer::{InstallOptions, LinkMode, Verification};
+
+/// Errors of the command line itself; library errors are wrapped as they are.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Install(#[from] keel_installer::Error),
+    #[error(transparent)]
+    Cache(#[from] keel_cache::Error),
+    #[error(
+        "no virtual environment given: pass --venv, activate one (VIRTUAL_ENV), or create `.venv` here"
+    )]
+    NoEnvironment,
+}
+
+#[derive(Parser)]
+#[command(
+    name = "keel",
+    version,
+    about = "Install Python wheels, verified against RECORD, all or nothing"
+)]
+struct Cli {
+    /// Print only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// More output (-v: what keel does; -vv: debug detail).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install wheel files into a virtual environment.
+    Install(InstallArgs),
+    /// Manage keel's cache.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct CacheDirArg {
+    /// The cache directory [default: $KEEL_CACHE_DIR, else $XDG_CACHE_HOME/keel, else ~/.cache/keel].
+    #[arg(long, value_name = "DIR", global = true)]
+    cache_dir: Option<PathBuf>,
+}
+
+impl CacheDirArg {
+    fn resolve(&self) -> Result<PathBuf, CliError> {
+        match &self.cache_dir {
+            Some(dir) => Ok(dir.clone()),
+            None => Ok(keel_cache::Cache::default_root()?),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Print the cache directory.
+    Dir {
+        #[command(flatten)]
+        cache: CacheDirArg,
+    },
+}
+
+#[derive(clap::Args)]
+struct InstallArgs {
+    /// Wheel files (`.whl`) to install.
+    #[arg(required = true, value_name = "WHEEL")]
+    wheels: Vec<PathBuf>,
+    /// The virtual environment [default: $VIRTUAL_ENV, else ./.venv].
+    #[arg(long, value_name = "DIR")]
+    venv: Option<PathBuf>,
+    #[command(flatten)]
+    cache: CacheDirArg,
+    /// How to put cached files into the environment; clone falls back to
+    /// hardlink, then copy.
+    #[arg(long, value_enum, default_value = "clone")]
+    link_mode: LinkModeArg,
+    /// Hash every byte of every installed file instead of trusting stamps.
+    #[arg(long)]
+    verify: bool,
+    /// Install again even when the same version is installed.
+    #[arg(long)]
+    reinstall: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LinkModeArg {
+    Clone,
+    Hardlink,
+    Copy,
+    Symlink,
+}
+
+impl From<LinkModeArg> for LinkMode {
+    fn from(mode: LinkModeArg) -> Self {
+        match mode {
+            LinkModeArg::Clone => LinkMode::Clone,
+            LinkModeArg::Hardlink => LinkMode::Hardlink,
+            LinkModeArg::Copy => LinkMode::Copy,
+            LinkModeArg::Symlink => LinkMode::Symlink,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    output::init_logging(cli.quiet, cli.verbose);
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            output::print_error(&error);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), CliError> {
+    match &cli.command {
+        Command::Install(args) => install(args, cli.quiet),
+        Command::Cache {
+            command: CacheCommand::Dir { cache },
+        } => {
+            println!("{}", cache.resolve()?.display());
+            Ok(())
+        }
+    }
+}
+
+fn default_venv() -> Result<PathBuf, CliError> {
+    if let Some(venv) = std::env::var_os("VIRTUAL_ENV").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(venv));
+    }
+    let local = PathBuf::from(".venv");
+    if local.join("pyvenv.cfg").exists() {
+        return Ok(local);
+    }
+    Err(CliError::NoEnvironment)
+}
+
+fn install(args: &InstallArgs, quiet: bool) -> Result<(), CliError> {
+    let start = Instant::now();
+    let venv = match &args.venv {
+        Some(venv) => venv.clone(),
+        None => default_venv()?,
+    };
+    let mut options = InstallOptions::new(venv, args.cache.resolve()?);
+    options.link_mode = args.link_mode.into();
+    options.verification = if args.verify {
+        Verification::Full
+    } else {
+        Verification::Stamps
+    };
+    options.reinstall = args.reinstall;
+    let progress = output::UnpackProgress::new(quiet);
+    options.reporter = progress.clone().map(|p| p as _);
+    let report = keel_installer::install(&args.wheels, &options);
+    if let Some(progress) = progress {
+        progress.finish();
+    }
+    let report = report?;
+    if !quiet {
+        output::print_report(&report, start.elapsed());
+    }
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! What the command line prints: logs and warnings (one line each), the
+//! unpack progress bar, the install summary, and error chains.
+
+use std::fmt;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use keel_installer::{InstallReport, Reporter};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Formats events as `warning: …`, `error: …`, or `level: …` with `-v`.
+struct Lines;
+
+impl<S, N> FormatEvent<S, N> for Lines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let prefix = match *event.metadata().level() {
+            Level::ERROR => "error",
+            Level::WARN => "warning",
+            Level::INFO => "info",
+            Level::DEBUG => "debug",
+            Level::TRACE => "trace",
+        };
+        write!(writer, "{prefix}: ")?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
+pub fn init_logging(quiet: bool, verbose: u8) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    // RUST_LOG, when set, refines the level for developers.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEEL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .event_format(Lines)
+        .init();
+}
+
+/// Prints an error and each of its causes on its own line.
+pub fn print_error(error: &dyn std::error::Error) {
+    eprintln!("error: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        eprintln!("  Caused by: {cause}");
+        source = cause.source();
+    }
+}
+
+/// A progress bar for unpacking, shown only when stderr is a terminal.
+pub struct UnpackProgress {
+    bar: ProgressBar,
+}
+
+impl UnpackProgress {
+    pub fn new(quiet: bool) -> Option<Arc<Self>> {
+        if quiet || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} Unpacking {pos}/{len} wheels {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Some(Arc::new(UnpackProgress { bar }))
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Reporter for UnpackProgress {
+    fn on_unpack_start(&self, wheel: &str, _bytes: u64) {
+        self.bar.inc_length(1);
+        self.bar.set_message(wheel.to_string());
+        self.bar.enable_steady_tick(Duration::from_millis(100));
+    }
+
+    fn on_unpack_complete(&self, _wheel: &str) {
+        self.bar.inc(1);
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "package" } else { "packages" }
+}
+
+fn format_duration(elapsed: Duration) -> String {
+    if elapsed.as_secs() >= 1 {
+        format!("{:.2}s", elapsed.as_secs_f64())
+    } else {
+        format!("{}ms", elapsed.as_millis())
+    }
+}
+
+/// The summary, in uv's shape: a line, then `- old` / `+ new` per package.
+pub fn print_report(report: &InstallReport, elapsed: Duration) {
+    if report.installed.is_empty() {
+        let n = report.unchanged.len();
+        eprintln!(
+            "Nothing to install: {n} {} already installed at the requested version (use --reinstall to install again)",
+            plural(n)
+        );
+        return;
+    }
+    if !report.unpacked.is_empty() {
+        let n = report.unpacked.len();
+        eprintln!("Unpacked {n} {} into the cache", plural(n));
+    }
+    let n = report.installed.len();
+    eprintln!(
+        "Installed {n} {} in {}",
+        plural(n),
+        format_duration(elapsed)
+    );
+    let mut lines: Vec<(String, char, String)> = Vec::new();
+    for dist in &report.installed {
+        match &dist.replaced {
+            Some(old) if *old == dist.version => {
+                lines.push((dist.name.clone(), '~', dist.version.clone()))
+            }
+            Some(old) => {
+                lines.push((dist.name.clone(), '-', old.clone()));
+                lines.push((dist.name.clone(), '+', dist.version.clone()));
+            }
+            None => lines.push((dist.name.clone(), '+', dist.version.clone())),
+        }
+    }
+    lines.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, sign, version) in lines {
+        eprintln!(" {sign} {name}=={version}");
+    }
+}
