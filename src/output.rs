@@ -152,4 +152,8 @@ pub fn print_report(report: &InstallReport, elapsed: Duration) {
     for (name, sign, version) in lines {
         eprintln!(" {sign} {name}=={version}");
     }
+    if !report.unchanged.is_empty() {
+        let already: Vec<String> = report.unchanged.iter().map(|(n, v)| format!("{n}=={v}")).collect();
+        eprintln!("Already installed: {}", already.join(", "));
+    }
 }

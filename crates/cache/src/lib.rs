@@ -40,6 +40,9 @@ pub enum Error {
     )]
     NoCacheDir,
 
+    #[error("wheel `{}` does not exist", path.display())]
+    WheelNotFound { path: PathBuf },
+
     #[error("cannot use `{}` as a wheel", path.display())]
     Wheel {
         path: PathBuf,
@@ -92,7 +95,11 @@ impl WheelSource {
             path: path.clone(),
             source,
         })?;
-        let metadata = fs_err::metadata(&path)?;
+        let metadata = match fs_err::metadata(&path) {
+            Ok(metadata) => metadata,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::WheelNotFound { path }),
+            Err(e) => return Err(e.into()),
+        };
         if !metadata.is_file() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
