@@ -5,6 +5,8 @@ mod output;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -44,6 +46,14 @@ struct Cli {
 enum Command {
     /// Install wheel files into a virtual environment.
     Install(InstallArgs),
+    /// Remove installed distributions (by their RECORD), all or nothing.
+    Uninstall(UninstallArgs),
+    /// Finish or undo a transaction that a killed keel left in an environment.
+    Recover {
+        /// The virtual environment [default: $VIRTUAL_ENV, else ./.venv].
+        #[arg(long, value_name = "DIR")]
+        venv: Option<PathBuf>,
+    },
     /// Manage keel's cache.
     Cache {
         #[command(subcommand)]
@@ -96,6 +106,19 @@ struct InstallArgs {
     /// Install again even when the same version is installed.
     #[arg(long)]
     reinstall: bool,
+    /// Overwrite files that another installed distribution owns.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(clap::Args)]
+struct UninstallArgs {
+    /// Distribution names (any spelling: `Django`, `typing_extensions`).
+    #[arg(required = true, value_name = "NAME")]
+    names: Vec<String>,
+    /// The virtual environment [default: $VIRTUAL_ENV, else ./.venv].
+    #[arg(long, value_name = "DIR")]
+    venv: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -118,6 +141,7 @@ impl From<LinkModeArg> for LinkMode {
 }
 
 fn main() -> ExitCode {
+    keel_installer::enable_fault_injection();
     let cli = Cli::parse();
     output::init_logging(cli.quiet, cli.verbose);
     match run(&cli) {
@@ -132,6 +156,18 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> Result<(), CliError> {
     match &cli.command {
         Command::Install(args) => install(args, cli.quiet),
+        Command::Uninstall(args) => uninstall(args, cli.quiet),
+        Command::Recover { venv } => {
+            let venv = match venv {
+                Some(venv) => venv.clone(),
+                None => default_venv()?,
+            };
+            let recovered = keel_installer::recover(&venv)?;
+            if recovered.is_empty() && !cli.quiet {
+                eprintln!("Nothing to recover in {}", venv.display());
+            }
+            Ok(())
+        }
         Command::Cache {
             command: CacheCommand::Dir { cache },
         } => {
@@ -139,6 +175,34 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// A flag set by SIGINT and SIGTERM instead of dying: staging stops at the
+/// next check and cleans up; a started commit finishes first.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&flag)) {
+            tracing::debug!("cannot handle signal {signal}: {e}");
+        }
+    }
+    flag
+}
+
+fn uninstall(args: &UninstallArgs, quiet: bool) -> Result<(), CliError> {
+    let start = Instant::now();
+    let venv = match &args.venv {
+        Some(venv) => venv.clone(),
+        None => default_venv()?,
+    };
+    let report = keel_installer::uninstall(&venv, &args.names)?;
+    for name in &report.not_installed {
+        tracing::warn!("skipping {name}: it is not installed");
+    }
+    if !quiet {
+        output::print_uninstall(&report, start.elapsed());
+    }
+    Ok(())
 }
 
 fn default_venv() -> Result<PathBuf, CliError> {
@@ -166,6 +230,8 @@ fn install(args: &InstallArgs, quiet: bool) -> Result<(), CliError> {
         Verification::Stamps
     };
     options.reinstall = args.reinstall;
+    options.force = args.force;
+    options.cancel = Some(interrupt_flag());
     let progress = output::UnpackProgress::new(quiet);
     options.reporter = progress.clone().map(|p| p as _);
     let report = keel_installer::install(&args.wheels, &options);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use keel_installer::{InstallReport, Reporter};
+use keel_installer::{InstallReport, Reporter, UninstallReport};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -153,7 +153,29 @@ pub fn print_report(report: &InstallReport, elapsed: Duration) {
         eprintln!(" {sign} {name}=={version}");
     }
     if !report.unchanged.is_empty() {
-        let already: Vec<String> = report.unchanged.iter().map(|(n, v)| format!("{n}=={v}")).collect();
+        let already: Vec<String> = report
+            .unchanged
+            .iter()
+            .map(|(n, v)| format!("{n}=={v}"))
+            .collect();
         eprintln!("Already installed: {}", already.join(", "));
+    }
+}
+
+/// `Uninstalled N packages in T` and ` - name==version` per package.
+pub fn print_uninstall(report: &UninstallReport, elapsed: Duration) {
+    if report.removed.is_empty() {
+        return;
+    }
+    let n = report.removed.len();
+    eprintln!(
+        "Uninstalled {n} {} in {}",
+        plural(n),
+        format_duration(elapsed)
+    );
+    let mut removed = report.removed.clone();
+    removed.sort();
+    for (name, version) in removed {
+        eprintln!(" - {name}=={version}");
     }
 }

@@ -1,96 +1,191 @@
-//! The commit: replaced versions are moved into the transaction's backup
-//! area, then the staged trees are renamed into place (package directories
-//! first, `.dist-info` last, so that a distribution is only visible once its
-//! files are). Every step is recorded so that an error undoes them all.
+//! Planning a commit: which renames put a transaction in place.
+//!
+//! The planner walks the staged trees and the environment *without changing
+//! anything*, and writes down every rename: files of replaced or removed
+//! distributions into the transaction's backup area, then staged trees into
+//! place (package directories first, `.dist-info` last, so a distribution is
+//! only visible once its files are). The result is a [`Journal`], which
+//! [`Journal::commit`] carries out.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use keel_venv::{Environment, InstalledDistribution};
 
 use crate::Error;
+use crate::journal::{Journal, Move};
 
-/// One step the commit took, in the order taken.
-#[derive(Debug)]
-enum Step {
-    Moved { from: PathBuf, to: PathBuf },
-    RemovedDir(PathBuf),
+/// Files the environment itself owns: never removed on the word of a RECORD.
+fn is_protected(env: &Environment, path: &Path) -> bool {
+    if path == env.root().join("pyvenv.cfg") || path.starts_with(env.keel_dir()) {
+        return true;
+    }
+    if path.parent() == Some(env.scripts_dir())
+        && let Some(name) = path.file_name().and_then(|n| n.to_str())
+    {
+        return name.starts_with("python") && !name.contains('-')
+            || name.starts_with("activate")
+            || name == "Activate.ps1";
+    }
+    false
 }
 
-/// The moves of one transaction, undone in reverse order on failure.
-pub(crate) struct Commit<'a> {
+/// A file an install would overwrite that another distribution owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Takeover {
+    pub path: PathBuf,
+    /// The distribution whose RECORD still lists it.
+    pub owner: String,
+}
+
+pub(crate) struct Planner<'a> {
     env: &'a Environment,
     backup: PathBuf,
-    steps: Vec<Step>,
+    journal: Journal,
+    /// Environment paths the plan moves out (files, and whole `.dist-info`s).
+    gone: HashSet<PathBuf>,
+    /// Environment directories the plan moves in, and the staged directory
+    /// each comes from.
+    appearing: HashMap<PathBuf, PathBuf>,
+    /// `.dist-info` directories of the distributions being replaced or removed.
+    leaving: HashSet<PathBuf>,
+    /// Owner of every file of every installed distribution that stays;
+    /// read only when an install meets an existing file.
+    owners: Option<HashMap<PathBuf, String>>,
+    force: bool,
+    /// The new distribution being installed (for conflict messages).
+    pub current: String,
+    pub takeovers: Vec<Takeover>,
 }
 
-impl<'a> Commit<'a> {
-    pub(crate) fn new(env: &'a Environment, backup: PathBuf) -> Self {
-        Commit {
+impl<'a> Planner<'a> {
+    pub(crate) fn new(
+        env: &'a Environment,
+        backup: PathBuf,
+        leaving: &[InstalledDistribution],
+        force: bool,
+    ) -> Self {
+        Planner {
             env,
             backup,
-            steps: Vec::new(),
+            journal: Journal::default(),
+            gone: HashSet::new(),
+            appearing: HashMap::new(),
+            leaving: leaving.iter().map(|d| d.dist_info.clone()).collect(),
+            owners: None,
+            force,
+            current: String::new(),
+            takeovers: Vec::new(),
         }
     }
 
-    fn rename(&mut self, from: &Path, to: &Path) -> Result<(), Error> {
-        fs_err::rename(from, to)?;
-        self.steps.push(Step::Moved {
+    pub(crate) fn finish(mut self, summary: String) -> (Journal, Vec<Takeover>) {
+        self.journal.summary = summary;
+        // Directories a removal may empty, up to (not including) the roots
+        // of the scheme: site-packages, bin, include and the environment.
+        let keep: HashSet<&Path> = [self.env.site_packages(), self.env.scripts_dir()]
+            .into_iter()
+            .flat_map(Path::ancestors)
+            .collect();
+        let include = self.env.root().join("include");
+        let mut prune = BTreeSet::new();
+        for dir in &self.journal.prune {
+            for ancestor in dir.ancestors() {
+                if keep.contains(ancestor)
+                    || ancestor == include
+                    || !ancestor.starts_with(self.env.root())
+                {
+                    break;
+                }
+                prune.insert(ancestor.to_path_buf());
+            }
+        }
+        self.journal.prune = prune;
+        (self.journal, self.takeovers)
+    }
+
+    fn plan_move(&mut self, from: &Path, to: &Path) {
+        self.journal.moves.push(Move {
             from: from.to_path_buf(),
             to: to.to_path_buf(),
         });
-        Ok(())
     }
 
-    /// Moves an environment path into the backup area, keeping its relative path.
+    /// Plans moving an environment path into the backup area (same relative path).
     fn back_up(&mut self, path: &Path) -> Result<(), Error> {
         let relative = path.strip_prefix(self.env.root()).unwrap_or(path);
         let target = self.backup.join(relative);
         if let Some(parent) = target.parent() {
+            // Inside the transaction's own directory: not a change to the environment.
             fs_err::create_dir_all(parent)?;
         }
-        self.rename(path, &target)
+        self.plan_move(path, &target);
+        self.gone.insert(path.to_path_buf());
+        if let Some(parent) = path.parent() {
+            self.journal.prune.insert(parent.to_path_buf());
+        }
+        Ok(())
     }
 
-    /// Moves every file of an installed distribution (by its RECORD) into the
-    /// backup area, with the `__pycache__` files of its `.py` files, then its
-    /// `.dist-info`, then removes the directories this left empty.
+    /// What an environment path will be when the moves planned so far are done.
+    fn planned_metadata(&self, path: &Path) -> Option<std::fs::Metadata> {
+        for ancestor in path.ancestors() {
+            if let Some(staged) = self.appearing.get(ancestor) {
+                let rest = path.strip_prefix(ancestor).unwrap_or(Path::new(""));
+                return fs_err::symlink_metadata(staged.join(rest)).ok();
+            }
+            if self.gone.contains(ancestor) {
+                return None;
+            }
+        }
+        fs_err::symlink_metadata(path).ok()
+    }
+
+    /// Plans moving every file of an installed distribution (by its RECORD)
+    /// into the backup area, with the `__pycache__` files of its `.py`
+    /// files, then its `.dist-info`.
     ///
     /// *Recording installed projects § Intentionally preventing changes*:
-    /// paths that resolve outside the environment are never touched,
-    /// whatever RECORD says.
+    /// paths outside the environment, and the environment's own files, are
+    /// never touched, whatever RECORD says.
     pub(crate) fn remove_distribution(
         &mut self,
         dist: &InstalledDistribution,
+        require_record: bool,
     ) -> Result<(), Error> {
-        let keel_dir = self.env.keel_dir();
-        let mut emptied: BTreeSet<PathBuf> = BTreeSet::new();
         match dist.record()? {
+            None if require_record => {
+                return Err(Error::NoRecord {
+                    name: dist.name.clone(),
+                    path: dist.record_path(),
+                });
+            }
             None => tracing::warn!(
-                "{} {} has no RECORD; only its .dist-info is removed, other files of it may remain",
+                "{} {} has no RECORD; only its .dist-info is replaced, other files of it may remain",
                 dist.name,
                 dist.version
             ),
             Some(rows) => {
+                let mut seen = HashSet::new();
                 for row in rows {
                     let path = dist.resolve(&row.path);
                     if !path.starts_with(self.env.root())
-                        || path.starts_with(&keel_dir)
+                        || is_protected(self.env, &path)
                         || path == self.env.root()
                     {
                         tracing::warn!(
-                            "not removing `{}` listed in the RECORD of {}: it is outside the environment",
+                            "not removing `{}` listed in the RECORD of {}: it is outside the environment or belongs to it",
                             row.path,
                             dist.name
                         );
                         continue;
                     }
-                    if path.starts_with(&dist.dist_info) {
+                    if path.starts_with(&dist.dist_info) || !seen.insert(path.clone()) {
                         continue;
                     }
-                    self.back_up_file(&path, &mut emptied)?;
+                    self.back_up_file(&path)?;
                     if path.extension().is_some_and(|e| e == "py") {
-                        self.back_up_bytecode(&path, &mut emptied)?;
+                        self.back_up_bytecode(&path)?;
                     }
                 }
             }
@@ -98,29 +193,22 @@ impl<'a> Commit<'a> {
         if dist.dist_info.exists() {
             self.back_up(&dist.dist_info)?;
         }
-        self.remove_empty_dirs(emptied)
+        Ok(())
     }
 
-    fn back_up_file(&mut self, path: &Path, emptied: &mut BTreeSet<PathBuf>) -> Result<(), Error> {
-        match fs_err::symlink_metadata(path) {
-            Ok(metadata) if !metadata.is_dir() => {
-                self.back_up(path)?;
-                if let Some(parent) = path.parent() {
-                    emptied.insert(parent.to_path_buf());
-                }
-            }
-            _ => {}
+    fn back_up_file(&mut self, path: &Path) -> Result<(), Error> {
+        if self.gone.contains(path) {
+            return Ok(());
         }
-        Ok(())
+        match fs_err::symlink_metadata(path) {
+            Ok(metadata) if !metadata.is_dir() => self.back_up(path),
+            _ => Ok(()),
+        }
     }
 
     /// `__pycache__/<stem>.<tag>.pyc` and `.opt-N.pyc` for a removed `.py`
     /// (PEP 3147 and PEP 488 names).
-    fn back_up_bytecode(
-        &mut self,
-        source: &Path,
-        emptied: &mut BTreeSet<PathBuf>,
-    ) -> Result<(), Error> {
+    fn back_up_bytecode(&mut self, source: &Path) -> Result<(), Error> {
         let (Some(dir), Some(stem)) =
             (source.parent(), source.file_stem().and_then(|s| s.to_str()))
         else {
@@ -135,43 +223,25 @@ impl<'a> Commit<'a> {
         for entry in entries {
             let name = entry?.file_name();
             if let Some(name) = name.to_str()
-                && name.starts_with(&prefix)
-                && name.ends_with(".pyc")
-                && name[prefix.len()..name.len() - 4].split('.').count() <= 2
+                && let Some(middle) = name
+                    .strip_prefix(&prefix)
+                    .and_then(|rest| rest.strip_suffix(".pyc"))
+                && !middle.is_empty()
+                && middle.split('.').count() <= 2
             {
                 compiled.push(cache.join(name));
             }
         }
+        compiled.sort();
         for path in compiled {
-            self.back_up_file(&path, emptied)?;
+            self.back_up_file(&path)?;
         }
         Ok(())
     }
 
-    /// Removes directories left empty, deepest first, never a scheme root.
-    fn remove_empty_dirs(&mut self, mut candidates: BTreeSet<PathBuf>) -> Result<(), Error> {
-        let roots: BTreeSet<PathBuf> = self.env.scheme_dirs().into_iter().collect();
-        while let Some(dir) = candidates.pop_last() {
-            if roots.contains(&dir) || !dir.starts_with(self.env.root()) {
-                continue;
-            }
-            let is_empty = fs_err::read_dir(&dir)
-                .map(|mut d| d.next().is_none())
-                .unwrap_or(false);
-            if is_empty {
-                fs_err::remove_dir(&dir)?;
-                self.steps.push(Step::RemovedDir(dir.clone()));
-                if let Some(parent) = dir.parent() {
-                    candidates.insert(parent.to_path_buf());
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Renames a staged tree (laid out like the environment) into place.
-    /// Where the environment has no such directory the whole subtree moves
-    /// in one rename; where it has one, its entries are merged one by one.
+    /// Plans renaming a staged tree (laid out like the environment) into
+    /// place. Where the environment has no such directory the whole subtree
+    /// moves in one rename; where it has one, entries are merged one by one.
     /// `.dist-info` directories are collected in `last` instead.
     pub(crate) fn install_tree(
         &mut self,
@@ -202,37 +272,60 @@ impl<'a> Commit<'a> {
         from_is_dir: bool,
         last: &mut Vec<(PathBuf, PathBuf)>,
     ) -> Result<(), Error> {
-        match fs_err::symlink_metadata(to) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.rename(from, to),
-            Err(e) => Err(e.into()),
-            Ok(existing) if existing.is_dir() && from_is_dir => self.install_tree(from, to, last),
-            Ok(existing) if existing.is_dir() => Err(Error::Conflict {
+        match self.planned_metadata(to) {
+            None => {
+                self.plan_move(from, to);
+                if from_is_dir {
+                    self.appearing.insert(to.to_path_buf(), from.to_path_buf());
+                }
+                Ok(())
+            }
+            Some(existing) if existing.is_dir() && from_is_dir => self.install_tree(from, to, last),
+            Some(existing) if existing.is_dir() => Err(Error::Conflict {
                 path: to.to_path_buf(),
                 reason: "a directory is in the way of a file".into(),
             }),
-            Ok(_) => {
-                // A file (or a symlink, which is never written through) that no
-                // replaced distribution owned: keep it in the backup, install ours.
-                tracing::debug!("replacing unowned `{}`", to.display());
+            Some(_) => {
+                // A file (or a symlink: never written through) that no
+                // replaced distribution owns.
+                if let Some(owner) = self.owner_of(to)? {
+                    if !self.force {
+                        return Err(Error::FileOwned {
+                            path: to.to_path_buf(),
+                            owner,
+                            installing: self.current.clone(),
+                        });
+                    }
+                    self.takeovers.push(Takeover {
+                        path: to.to_path_buf(),
+                        owner,
+                    });
+                } else {
+                    tracing::debug!("replacing `{}`, which no distribution owns", to.display());
+                }
                 self.back_up(to)?;
-                self.rename(from, to)
+                self.plan_move(from, to);
+                Ok(())
             }
         }
     }
 
-    /// Undoes every step, newest first. Returns how many could not be undone.
-    pub(crate) fn roll_back(&mut self) -> usize {
-        let mut failures = 0;
-        while let Some(step) = self.steps.pop() {
-            let result = match &step {
-                Step::Moved { from, to } => fs_err::rename(to, from),
-                Step::RemovedDir(dir) => fs_err::create_dir(dir),
-            };
-            if let Err(e) = result {
-                tracing::error!("rollback failed to undo {step:?}: {e}");
-                failures += 1;
+    fn owner_of(&mut self, path: &Path) -> Result<Option<String>, Error> {
+        if self.owners.is_none() {
+            let mut owners = HashMap::new();
+            for dist in self.env.installed()? {
+                if self.leaving.contains(&dist.dist_info) {
+                    continue;
+                }
+                for row in dist.record()?.unwrap_or_default() {
+                    owners.insert(
+                        dist.resolve(&row.path),
+                        format!("{} {}", dist.name, dist.version),
+                    );
+                }
             }
+            self.owners = Some(owners);
         }
-        failures
+        Ok(self.owners.as_ref().and_then(|o| o.get(path).cloned()))
     }
 }

@@ -33,6 +33,8 @@
 //! ```
 
 mod commit;
+mod fault;
+mod journal;
 mod link;
 mod lock;
 mod scripts;
@@ -41,16 +43,20 @@ mod stage;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use keel_cache::{Cache, Lookup, WheelSource};
 use keel_venv::{Environment, InstalledDistribution};
 use keel_wheel::normalize_name;
 use rayon::prelude::*;
 
+pub use commit::Takeover;
+pub use fault::enable_from_env as enable_fault_injection;
+pub use journal::Recovery;
 pub use link::LinkMode;
 pub use lock::EnvironmentLock;
 
-use crate::commit::Commit;
+use crate::commit::Planner;
 use crate::stage::{Layout, Staged, WheelJob};
 
 /// Everything that can go wrong during an install. Every variant names the
@@ -107,19 +113,41 @@ pub enum Error {
     #[error("`{}` is not an absolute path", path.display())]
     NotAbsolute { path: PathBuf },
 
-    #[error("the install failed while moving files into place; every change was undone")]
+    #[error("the transaction failed while moving files into place; every change was undone")]
     CommitRolledBack(#[source] Box<Error>),
 
     #[error(
-        "the install failed while moving files into place and {failures} change(s) could not be undone; the backup is kept in `{}`",
-        backup.display()
+        "the transaction failed while moving files into place and {failures} move(s) could not be undone; `keel recover` will retry from `{}`",
+        transaction.display()
     )]
     CommitIncomplete {
         failures: usize,
-        backup: PathBuf,
+        transaction: PathBuf,
         #[source]
         source: Box<Error>,
     },
+
+    #[error("the journal `{}` is unreadable: {reason}", path.display())]
+    Journal { path: PathBuf, reason: String },
+
+    #[error("could not roll back the interrupted transaction `{}`: {failures} move(s) failed", transaction.display())]
+    RecoveryFailed {
+        transaction: PathBuf,
+        failures: usize,
+    },
+
+    #[error("cannot uninstall {name}: its RECORD `{}` is missing, so keel cannot know which files are its own", path.display())]
+    NoRecord { name: String, path: PathBuf },
+
+    #[error("`{}` belongs to {owner}; installing {installing} would overwrite it (use --force to let {installing} take it over)", path.display())]
+    FileOwned {
+        path: PathBuf,
+        owner: String,
+        installing: String,
+    },
+
+    #[error("interrupted; nothing was changed")]
+    Interrupted,
 
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -153,7 +181,12 @@ pub struct InstallOptions {
     pub verification: Verification,
     /// Install even a version that is already installed.
     pub reinstall: bool,
+    /// Let an installed wheel take over files another distribution owns.
+    pub force: bool,
     pub reporter: Option<Arc<dyn Reporter>>,
+    /// Set (e.g. by a SIGINT handler) to cancel: honoured until the commit
+    /// starts; a commit that has started finishes.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl InstallOptions {
@@ -164,7 +197,9 @@ impl InstallOptions {
             link_mode: LinkMode::default(),
             verification: Verification::default(),
             reinstall: false,
+            force: false,
             reporter: None,
+            cancel: None,
         }
     }
 }
@@ -205,6 +240,10 @@ pub struct InstallReport {
     /// Files proven by hashing, and by a stamp that still held.
     pub files_hashed: usize,
     pub files_trusted: usize,
+    /// Interrupted transactions finished or undone before this one.
+    pub recovered: Vec<Recovery>,
+    /// Files taken over from other distributions (`--force`).
+    pub takeovers: Vec<Takeover>,
 }
 
 /// Installs `wheels` into `options.venv` as one transaction.
@@ -217,9 +256,18 @@ pub fn install(
 ) -> Result<InstallReport, Error> {
     let env = Environment::open(&options.venv)?;
     let _env_lock = EnvironmentLock::acquire(&env)?;
+    let mut report = InstallReport {
+        recovered: recover_locked(&env)?,
+        ..InstallReport::default()
+    };
     let cache = Cache::open(&options.cache_dir)?;
     let _cache_lock = cache.lock_shared()?;
-    let mut report = InstallReport::default();
+    let cancelled = || {
+        options
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::SeqCst))
+    };
 
     // Which wheels to install, and what each replaces.
     let sources: Vec<WheelSource> = wheels
@@ -265,6 +313,9 @@ pub fn install(
         .par_iter()
         .map(|(source, _)| obtain_archive(&cache, source, options))
         .collect();
+    if cancelled() {
+        return Err(Error::Interrupted);
+    }
     let mut jobs = Vec::with_capacity(todo.len());
     let layout = Layout::new(&env);
     let keel_dir = env.keel_dir();
@@ -360,34 +411,58 @@ pub fn install(
         .try_for_each(|job| stage::write_generated(job, &layout))?;
 
     // Commit.
-    let mut commit = Commit::new(&env, transaction.path().join("backup"));
-    let result = (|| -> Result<(), Error> {
-        for (_, replaced) in &todo {
-            if let Some(old) = replaced {
-                commit.remove_distribution(old)?;
-            }
-        }
-        let mut last = Vec::new();
-        for job in &jobs {
-            commit.install_tree(&job.root, env.root(), &mut last)?;
-        }
-        for (from, to) in last {
-            commit.place(&from, &to, true, &mut Vec::new())?;
-        }
-        Ok(())
-    })();
-    if let Err(error) = result {
-        let failures = commit.roll_back();
-        if failures > 0 {
-            let backup = transaction.keep();
-            return Err(Error::CommitIncomplete {
-                failures,
-                backup,
-                source: Box::new(error),
-            });
-        }
-        return Err(Error::CommitRolledBack(Box::new(error)));
+    if cancelled() {
+        return Err(Error::Interrupted);
     }
+    let leaving: Vec<InstalledDistribution> =
+        todo.iter().filter_map(|(_, old)| old.clone()).collect();
+    let mut planner = Planner::new(
+        &env,
+        transaction.path().join("backup"),
+        &leaving,
+        options.force,
+    );
+    for old in &leaving {
+        planner.remove_distribution(old, false)?;
+    }
+    let mut last = Vec::new();
+    for job in &jobs {
+        planner.current = format!(
+            "{} {}",
+            job.archive.manifest.name, job.archive.manifest.version
+        );
+        planner.install_tree(&job.root, env.root(), &mut last)?;
+    }
+    for (from, to) in last {
+        planner.place(&from, &to, true, &mut Vec::new())?;
+    }
+    let summary = jobs
+        .iter()
+        .map(|job| {
+            format!(
+                "+{}=={}",
+                normalize_name(&job.archive.manifest.name),
+                job.archive.manifest.version
+            )
+        })
+        .chain(
+            leaving
+                .iter()
+                .map(|old| format!("-{}=={}", old.name, old.version)),
+        )
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (journal, takeovers) = planner.finish(summary);
+    for takeover in &takeovers {
+        tracing::warn!(
+            "`{}` belonged to {}; it is now installed by this transaction (the RECORD of {} still lists it)",
+            takeover.path.display(),
+            takeover.owner,
+            takeover.owner
+        );
+    }
+    report.takeovers = takeovers;
+    commit_transaction(&env, &journal, transaction.keep())?;
     for ((_, replaced), job) in todo.iter().zip(&jobs) {
         report.installed.push(InstalledWheel {
             name: normalize_name(&job.archive.manifest.name),
@@ -396,9 +471,119 @@ pub fn install(
             wheel: job.source.path.clone(),
         });
     }
-    if let Err(e) = transaction.close() {
-        tracing::warn!("could not remove the finished transaction's directory: {e}");
+    Ok(report)
+}
+
+/// Runs a planned commit; removes the transaction once it is done or
+/// completely undone.
+fn commit_transaction(
+    env: &Environment,
+    journal: &journal::Journal,
+    transaction: PathBuf,
+) -> Result<(), Error> {
+    let result = journal.commit(&transaction);
+    match &result {
+        Ok(()) => journal.prune_empty_dirs(),
+        // Nothing is left to recover: the commit was undone.
+        Err(Error::CommitRolledBack(_)) => {}
+        Err(_) => return result,
     }
+    if let Err(e) = journal::discard(env, &transaction) {
+        tracing::warn!(
+            "could not remove the finished transaction `{}`: {e}",
+            transaction.display()
+        );
+    }
+    result
+}
+
+/// Finishes or undoes every transaction a killed keel left in the
+/// environment (`keel recover`). Takes the environment lock.
+pub fn recover(venv: &Path) -> Result<Vec<Recovery>, Error> {
+    let env = Environment::open(venv)?;
+    let _lock = EnvironmentLock::acquire(&env)?;
+    recover_locked(&env)
+}
+
+fn recover_locked(env: &Environment) -> Result<Vec<Recovery>, Error> {
+    let recovered = journal::recover(env)?;
+    for recovery in &recovered {
+        tracing::warn!("{recovery} in {}", env.root().display());
+    }
+    Ok(recovered)
+}
+
+/// The transactions a killed keel left in the environment, without touching
+/// them (for `keel verify`).
+pub fn interrupted_transactions(venv: &Path) -> Result<Vec<PathBuf>, Error> {
+    let env = Environment::open(venv)?;
+    Ok(journal::interrupted(&env)?
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("tx-"))
+        })
+        .collect())
+}
+
+/// What an uninstall did.
+#[derive(Debug, Clone, Default)]
+pub struct UninstallReport {
+    /// `(name, version)` removed.
+    pub removed: Vec<(String, String)>,
+    /// Names that were not installed.
+    pub not_installed: Vec<String>,
+    pub recovered: Vec<Recovery>,
+}
+
+/// Removes distributions by their RECORD, as one transaction: every file
+/// moves to the backup area under a journal, then the backup is deleted.
+/// A distribution without RECORD is refused.
+pub fn uninstall(venv: &Path, names: &[impl AsRef<str>]) -> Result<UninstallReport, Error> {
+    let env = Environment::open(venv)?;
+    let _lock = EnvironmentLock::acquire(&env)?;
+    let mut report = UninstallReport {
+        recovered: recover_locked(&env)?,
+        ..UninstallReport::default()
+    };
+    let installed: HashMap<String, InstalledDistribution> = env
+        .installed()?
+        .into_iter()
+        .map(|d| (d.name.clone(), d))
+        .collect();
+    let mut leaving = Vec::new();
+    for name in names {
+        let normalized = normalize_name(name.as_ref());
+        match installed.get(&normalized) {
+            Some(dist) if !leaving.contains(dist) => leaving.push(dist.clone()),
+            Some(_) => {}
+            None => report.not_installed.push(name.as_ref().to_string()),
+        }
+    }
+    if leaving.is_empty() {
+        return Ok(report);
+    }
+    let transaction = tempfile::Builder::new()
+        .prefix("tx-")
+        .tempdir_in(env.keel_dir())
+        .map_err(|e| {
+            Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("{e} at `{}`", env.keel_dir().display()),
+            ))
+        })?;
+    let mut planner = Planner::new(&env, transaction.path().join("backup"), &leaving, false);
+    for dist in &leaving {
+        planner.remove_distribution(dist, true)?;
+    }
+    let summary = leaving
+        .iter()
+        .map(|d| format!("-{}=={}", d.name, d.version))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (journal, _) = planner.finish(summary);
+    commit_transaction(&env, &journal, transaction.keep())?;
+    report.removed = leaving.into_iter().map(|d| (d.name, d.version)).collect();
     Ok(report)
 }
 

@@ -1,0 +1,303 @@
+//! The transaction journal, and recovery from a transaction that a crash or
+//! `kill -9` interrupted.
+//!
+//! A transaction lives in `<venv>/.keel/tx-XXXX/`:
+//!
+//! ```text
+//! staging/        the wheels, laid out like the environment
+//! backup/         the files the commit moves out of the environment
+//! journal.json    every move of the commit, in order; written and fsynced
+//!                 before the first change to the environment
+//! committed       present once every move is done and durable
+//! ```
+//!
+//! Every move is a `rename` within one file system, so each one either
+//! happened or did not, and which is visible: a move happened when its
+//! destination exists and its source does not. A transaction without
+//! `committed` is rolled back (moves undone newest first); one with it is
+//! finished (directories it emptied removed). Either way the environment
+//! ends in the state before or the state after the transaction, never in
+//! between. Finished transactions are renamed to `.keel/trash-XXXX` before
+//! their directory is deleted, so a half-deleted transaction is never
+//! mistaken for an interrupted one.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use keel_venv::Environment;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::fault;
+
+pub(crate) const JOURNAL: &str = "journal.json";
+pub(crate) const COMMITTED: &str = "committed";
+
+/// One rename of a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Move {
+    pub from: PathBuf,
+    pub to: PathBuf,
+}
+
+/// What a commit will do, recorded before it does any of it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Journal {
+    /// The renames, in order.
+    pub moves: Vec<Move>,
+    /// Directories to remove once committed, if the commit left them empty.
+    pub prune: BTreeSet<PathBuf>,
+    /// What the transaction installs and removes, for messages.
+    pub summary: String,
+}
+
+/// Whether to make the journal, the moves and the commit record durable.
+/// Only benchmarks turn this off (`KEEL_UNSAFE_NO_FSYNC=1`), to measure
+/// what durability costs.
+pub(crate) fn durable() -> bool {
+    std::env::var_os("KEEL_UNSAFE_NO_FSYNC").is_none_or(|v| v.is_empty() || v == "0")
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), Error> {
+    if durable() {
+        fs_err::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
+    let temporary = dir.join(format!("{name}.tmp"));
+    let mut file = fs_err::File::create(&temporary)?;
+    std::io::Write::write_all(&mut file, bytes)?;
+    if durable() {
+        file.sync_all()?;
+    }
+    drop(file);
+    fs_err::rename(&temporary, dir.join(name))?;
+    fsync_dir(dir)
+}
+
+impl Journal {
+    /// Runs the commit: journal first (durable), then every move, then the
+    /// moved entries' directories synced, then `committed` (durable).
+    /// On error every move done so far is undone.
+    pub(crate) fn commit(&self, transaction: &Path) -> Result<(), Error> {
+        let bytes = serde_json::to_vec(self).map_err(|e| Error::Journal {
+            path: transaction.join(JOURNAL),
+            reason: e.to_string(),
+        })?;
+        write_durably(transaction, JOURNAL, &bytes)?;
+        let result = (|| -> Result<(), Error> {
+            for step in &self.moves {
+                fault::mutation();
+                fs_err::rename(&step.from, &step.to)?;
+            }
+            let touched: BTreeSet<&Path> = self
+                .moves
+                .iter()
+                .flat_map(|m| [m.from.parent(), m.to.parent()])
+                .flatten()
+                .collect();
+            for dir in touched {
+                fsync_dir(dir)?;
+            }
+            fault::mutation();
+            write_durably(transaction, COMMITTED, b"")
+        })();
+        if let Err(error) = result {
+            let failures = self.roll_back();
+            if failures > 0 {
+                return Err(Error::CommitIncomplete {
+                    failures,
+                    transaction: transaction.to_path_buf(),
+                    source: Box::new(error),
+                });
+            }
+            return Err(Error::CommitRolledBack(Box::new(error)));
+        }
+        Ok(())
+    }
+
+    /// Undoes the moves that happened, newest first. Returns how many could
+    /// not be undone.
+    pub(crate) fn roll_back(&self) -> usize {
+        let mut failures = 0;
+        for step in self.moves.iter().rev() {
+            let happened = std::fs::symlink_metadata(&step.to).is_ok()
+                && std::fs::symlink_metadata(&step.from)
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+            if !happened {
+                continue;
+            }
+            fault::mutation();
+            if let Err(e) = fs_err::rename(&step.to, &step.from) {
+                tracing::error!("could not undo a move: {e}");
+                failures += 1;
+            }
+        }
+        failures
+    }
+
+    /// After the commit: removes the directories it left empty, deepest
+    /// first, stopping at the first one that is not empty.
+    pub(crate) fn prune_empty_dirs(&self) {
+        for dir in self.prune.iter().rev() {
+            let is_empty = fs_err::read_dir(dir)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false);
+            if is_empty {
+                fault::mutation();
+                if let Err(e) = fs_err::remove_dir(dir) {
+                    tracing::debug!("could not remove an emptied directory: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Removes a finished transaction: renamed out of the way first, then deleted.
+pub(crate) fn discard(env: &Environment, transaction: &Path) -> Result<(), Error> {
+    let name = transaction
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("tx");
+    let trash = env.keel_dir().join(name.replacen("tx-", "trash-", 1));
+    fault::mutation();
+    fs_err::rename(transaction, &trash)?;
+    fs_err::remove_dir_all(&trash)?;
+    Ok(())
+}
+
+/// What recovery did with one interrupted transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// Interrupted before its commit record: every move undone.
+    RolledBack {
+        transaction: PathBuf,
+        summary: String,
+        moves_undone: usize,
+    },
+    /// Interrupted after its commit record: its clean-up finished.
+    Completed {
+        transaction: PathBuf,
+        summary: String,
+    },
+    /// Interrupted while staging, before any change: its staging removed.
+    Discarded { transaction: PathBuf },
+}
+
+impl std::fmt::Display for Recovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Recovery::RolledBack {
+                summary,
+                moves_undone,
+                ..
+            } => write!(
+                f,
+                "rolled back an interrupted transaction ({summary}; {moves_undone} move(s) undone)"
+            ),
+            Recovery::Completed { summary, .. } => {
+                write!(
+                    f,
+                    "finished an interrupted transaction that had committed ({summary})"
+                )
+            }
+            Recovery::Discarded { .. } => {
+                write!(f, "removed the staging of an interrupted transaction")
+            }
+        }
+    }
+}
+
+/// The transactions left in `.keel/` by processes that died: `tx-*` with
+/// their state, `trash-*` to delete. Call with the environment lock held.
+pub(crate) fn interrupted(env: &Environment) -> Result<Vec<PathBuf>, Error> {
+    let mut found = Vec::new();
+    let dir = env.keel_dir();
+    let entries = match fs_err::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if (name.starts_with("tx-") || name.starts_with("trash-")) && entry.file_type()?.is_dir() {
+            found.push(entry.path());
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Finishes or undoes every interrupted transaction of the environment.
+/// Call with the environment lock held.
+pub(crate) fn recover(env: &Environment) -> Result<Vec<Recovery>, Error> {
+    let mut done = Vec::new();
+    for transaction in interrupted(env)? {
+        let name = transaction
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with("trash-") {
+            fs_err::remove_dir_all(&transaction)?;
+            continue;
+        }
+        let journal = match fs_err::read(transaction.join(JOURNAL)) {
+            Ok(bytes) => {
+                Some(
+                    serde_json::from_slice::<Journal>(&bytes).map_err(|e| Error::Journal {
+                        path: transaction.join(JOURNAL),
+                        reason: e.to_string(),
+                    })?,
+                )
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e.into()),
+        };
+        let recovery = match journal {
+            None => Recovery::Discarded {
+                transaction: transaction.clone(),
+            },
+            Some(journal) if transaction.join(COMMITTED).exists() => {
+                journal.prune_empty_dirs();
+                Recovery::Completed {
+                    transaction: transaction.clone(),
+                    summary: journal.summary.clone(),
+                }
+            }
+            Some(journal) => {
+                let moves_undone = journal
+                    .moves
+                    .iter()
+                    .filter(|m| {
+                        std::fs::symlink_metadata(&m.to).is_ok()
+                            && std::fs::symlink_metadata(&m.from).is_err()
+                    })
+                    .count();
+                let failures = journal.roll_back();
+                if failures > 0 {
+                    return Err(Error::RecoveryFailed {
+                        transaction,
+                        failures,
+                    });
+                }
+                for step in &journal.moves {
+                    if let Some(parent) = step.to.parent() {
+                        fsync_dir(parent).ok();
+                    }
+                }
+                Recovery::RolledBack {
+                    transaction: transaction.clone(),
+                    summary: journal.summary.clone(),
+                    moves_undone,
+                }
+            }
+        };
+        discard(env, &transaction)?;
+        done.push(recovery);
+    }
+    Ok(done)
+}
