@@ -40,6 +40,16 @@ pub(crate) struct Move {
     pub to: PathBuf,
 }
 
+impl Move {
+    /// Whether the rename happened: its destination exists and its source
+    /// does not (each rename is atomic, so nothing in between is possible).
+    fn happened(&self) -> bool {
+        fs_err::symlink_metadata(&self.to).is_ok()
+            && fs_err::symlink_metadata(&self.from)
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
 /// What a commit will do, recorded before it does any of it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Journal {
@@ -123,10 +133,7 @@ impl Journal {
     pub(crate) fn roll_back(&self) -> usize {
         let mut failures = 0;
         for step in self.moves.iter().rev() {
-            let happened = std::fs::symlink_metadata(&step.to).is_ok()
-                && std::fs::symlink_metadata(&step.from)
-                    .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
-            if !happened {
+            if !step.happened() {
                 continue;
             }
             fault::mutation();
@@ -269,14 +276,7 @@ pub(crate) fn recover(env: &Environment) -> Result<Vec<Recovery>, Error> {
                 }
             }
             Some(journal) => {
-                let moves_undone = journal
-                    .moves
-                    .iter()
-                    .filter(|m| {
-                        std::fs::symlink_metadata(&m.to).is_ok()
-                            && std::fs::symlink_metadata(&m.from).is_err()
-                    })
-                    .count();
+                let moves_undone = journal.moves.iter().filter(|m| m.happened()).count();
                 let failures = journal.roll_back();
                 if failures > 0 {
                     return Err(Error::RecoveryFailed {
