@@ -46,6 +46,9 @@ struct Cli {
 enum Command {
     /// Install wheel files into a virtual environment.
     Install(InstallArgs),
+    /// Make the environment hold exactly these wheels: install or replace
+    /// them and remove every other distribution, as one transaction.
+    Sync(InstallArgs),
     /// Remove installed distributions (by their RECORD), all or nothing.
     Uninstall(UninstallArgs),
     /// Finish or undo a transaction that a killed keel left in an environment.
@@ -155,7 +158,8 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> Result<(), CliError> {
     match &cli.command {
-        Command::Install(args) => install(args, cli.quiet),
+        Command::Install(args) => install(args, false, cli.quiet),
+        Command::Sync(args) => install(args, true, cli.quiet),
         Command::Uninstall(args) => uninstall(args, cli.quiet),
         Command::Recover { venv } => {
             let venv = match venv {
@@ -216,7 +220,7 @@ fn default_venv() -> Result<PathBuf, CliError> {
     Err(CliError::NoEnvironment)
 }
 
-fn install(args: &InstallArgs, quiet: bool) -> Result<(), CliError> {
+fn install(args: &InstallArgs, exact: bool, quiet: bool) -> Result<(), CliError> {
     let start = Instant::now();
     let venv = match &args.venv {
         Some(venv) => venv.clone(),
@@ -231,6 +235,7 @@ fn install(args: &InstallArgs, quiet: bool) -> Result<(), CliError> {
     };
     options.reinstall = args.reinstall;
     options.force = args.force;
+    options.exact = exact;
     options.cancel = Some(interrupt_flag());
     let progress = output::UnpackProgress::new(quiet);
     options.reporter = progress.clone().map(|p| p as _);

@@ -117,7 +117,7 @@ fn format_duration(elapsed: Duration) -> String {
 
 /// The summary, in uv's shape: a line, then `- old` / `+ new` per package.
 pub fn print_report(report: &InstallReport, elapsed: Duration) {
-    if report.installed.is_empty() {
+    if report.installed.is_empty() && report.removed.is_empty() {
         let n = report.unchanged.len();
         eprintln!(
             "Nothing to install: {n} {} already installed at the requested version (use --reinstall to install again)",
@@ -130,11 +130,21 @@ pub fn print_report(report: &InstallReport, elapsed: Duration) {
         eprintln!("Unpacked {n} {} into the cache", plural(n));
     }
     let n = report.installed.len();
-    eprintln!(
-        "Installed {n} {} in {}",
-        plural(n),
-        format_duration(elapsed)
-    );
+    if report.removed.is_empty() {
+        eprintln!(
+            "Installed {n} {} in {}",
+            plural(n),
+            format_duration(elapsed)
+        );
+    } else {
+        let r = report.removed.len();
+        eprintln!(
+            "Installed {n} {} and uninstalled {r} {} in {}",
+            plural(n),
+            plural(r),
+            format_duration(elapsed)
+        );
+    }
     let mut lines: Vec<(String, char, String)> = Vec::new();
     for dist in &report.installed {
         match &dist.replaced {
@@ -147,6 +157,9 @@ pub fn print_report(report: &InstallReport, elapsed: Duration) {
             }
             None => lines.push((dist.name.clone(), '+', dist.version.clone())),
         }
+    }
+    for (name, version) in &report.removed {
+        lines.push((name.clone(), '-', version.clone()));
     }
     lines.sort_by(|a, b| a.0.cmp(&b.0));
     for (name, sign, version) in lines {

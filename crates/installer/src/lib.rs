@@ -183,6 +183,9 @@ pub struct InstallOptions {
     pub reinstall: bool,
     /// Let an installed wheel take over files another distribution owns.
     pub force: bool,
+    /// Remove every installed distribution that is not among the wheels, in
+    /// the same transaction (`keel sync`).
+    pub exact: bool,
     pub reporter: Option<Arc<dyn Reporter>>,
     /// Set (e.g. by a SIGINT handler) to cancel: honoured until the commit
     /// starts; a commit that has started finishes.
@@ -198,6 +201,7 @@ impl InstallOptions {
             verification: Verification::default(),
             reinstall: false,
             force: false,
+            exact: false,
             reporter: None,
             cancel: None,
         }
@@ -240,6 +244,9 @@ pub struct InstallReport {
     /// Files proven by hashing, and by a stamp that still held.
     pub files_hashed: usize,
     pub files_trusted: usize,
+    /// `(name, version)` removed because they were not among the wheels
+    /// (`exact`).
+    pub removed: Vec<(String, String)>,
     /// Interrupted transactions finished or undone before this one.
     pub recovered: Vec<Recovery>,
     /// Files taken over from other distributions (`--force`).
@@ -304,7 +311,30 @@ pub fn install(
         }
         todo.push((source, current));
     }
-    if todo.is_empty() {
+    // `exact` (keel sync): every other installed distribution leaves.
+    let removals: Vec<InstalledDistribution> = if options.exact {
+        let wanted: std::collections::HashSet<String> = wheels
+            .iter()
+            .filter_map(|w| {
+                let name = w.as_ref().file_name()?.to_str()?;
+                Some(
+                    name.parse::<keel_wheel::WheelFilename>()
+                        .ok()?
+                        .normalized_name(),
+                )
+            })
+            .collect();
+        let mut others: Vec<_> = installed
+            .values()
+            .filter(|d| !wanted.contains(&d.name))
+            .cloned()
+            .collect();
+        others.sort_by(|a, b| a.name.cmp(&b.name));
+        others
+    } else {
+        Vec::new()
+    };
+    if todo.is_empty() && removals.is_empty() {
         return Ok(report);
     }
 
@@ -344,10 +374,12 @@ pub fn install(
     check_overlaps(&jobs, &layout)?;
 
     // Stage and verify; heal damaged archives and stage those wheels again.
-    let mode = options.link_mode.probe(
-        &jobs[0].archive.dir.join("manifest.json"),
-        transaction.path(),
-    );
+    let mode = match jobs.first() {
+        Some(job) => options
+            .link_mode
+            .probe(&job.archive.dir.join("manifest.json"), transaction.path()),
+        None => options.link_mode,
+    };
     report.link_mode = Some(mode);
     let hash_everything = options.verification == Verification::Full;
     let results = stage::stage(&mut jobs, &layout, mode, hash_everything)?;
@@ -414,8 +446,11 @@ pub fn install(
     if cancelled() {
         return Err(Error::Interrupted);
     }
-    let leaving: Vec<InstalledDistribution> =
-        todo.iter().filter_map(|(_, old)| old.clone()).collect();
+    let leaving: Vec<InstalledDistribution> = todo
+        .iter()
+        .filter_map(|(_, old)| old.clone())
+        .chain(removals.iter().cloned())
+        .collect();
     let mut planner = Planner::new(
         &env,
         transaction.path().join("backup"),
@@ -463,6 +498,7 @@ pub fn install(
     }
     report.takeovers = takeovers;
     commit_transaction(&env, &journal, transaction.keep())?;
+    report.removed = removals.into_iter().map(|d| (d.name, d.version)).collect();
     for ((_, replaced), job) in todo.iter().zip(&jobs) {
         report.installed.push(InstalledWheel {
             name: normalize_name(&job.archive.manifest.name),
