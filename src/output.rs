@@ -153,7 +153,11 @@ pub fn print_report(report: &InstallReport, elapsed: Duration) {
         eprintln!(" {sign} {name}=={version}");
     }
     if !report.unchanged.is_empty() {
-        let already: Vec<String> = report.unchanged.iter().map(|(n, v)| format!("{n}=={v}")).collect();
+        let already: Vec<String> = report
+            .unchanged
+            .iter()
+            .map(|(n, v)| format!("{n}=={v}"))
+            .collect();
         eprintln!("Already installed: {}", already.join(", "));
     }
 }

@@ -97,7 +97,9 @@ impl WheelSource {
         })?;
         let metadata = match fs_err::metadata(&path) {
             Ok(metadata) => metadata,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::WheelNotFound { path }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::WheelNotFound { path });
+            }
             Err(e) => return Err(e.into()),
         };
         if !metadata.is_file() {
