@@ -111,6 +111,25 @@ pub enum Rule {
     Encrypted,
     /// A compression method the spec does not allow (only stored and deflate).
     UnsupportedCompression(String),
+    /// The zip structure contradicts itself (local header vs central
+    /// directory, overlapping entries).
+    InconsistentZip(String),
+    /// Larger than the configured limit (`what`: a file, or the whole wheel).
+    TooLarge {
+        size: u64,
+        limit: u64,
+        what: &'static str,
+    },
+    /// Compressed far more than real data compresses: a zip bomb.
+    CompressionRatio {
+        ratio: u64,
+        limit: u64,
+    },
+    /// The METADATA version disagrees with the file name.
+    VersionMismatch {
+        metadata: String,
+        filename: String,
+    },
 }
 
 impl fmt::Display for Rule {
@@ -162,6 +181,19 @@ impl fmt::Display for Rule {
             ),
             Rule::NotARegularFile => write!(f, "not a regular file (symlinks are not allowed)"),
             Rule::Encrypted => write!(f, "encrypted entries are not allowed"),
+            Rule::InconsistentZip(why) => write!(f, "inconsistent zip structure: {why}"),
+            Rule::TooLarge { size, limit, what } => write!(
+                f,
+                "the {what} unpacks to {size} bytes, over the limit of {limit} bytes"
+            ),
+            Rule::CompressionRatio { ratio, limit } => write!(
+                f,
+                "compression ratio {ratio}:1 is over the limit of {limit}:1 (a zip bomb?)"
+            ),
+            Rule::VersionMismatch { metadata, filename } => write!(
+                f,
+                "`Version: {metadata}` does not match the file name's version `{filename}`"
+            ),
             Rule::UnsupportedCompression(method) => write!(
                 f,
                 "compression method {method} is not allowed (only stored and deflate)"

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use zip::ZipArchive;
 
 use crate::layout::{DataKey, EntryDestination, classify_entry, validate_relative_path};
+use crate::zip_structure::{Limits, central_names, disagreement, local_header};
 use crate::{
     CoreMetadata, EntryPoints, Error, HashAlgorithm, Hasher, RecordEntry, RecordHash, Rule,
     WheelFilename, WheelInfo, parse_record,
@@ -82,6 +83,9 @@ pub struct WheelArchive {
     record: Vec<RecordEntry>,
     /// `(zip index, entry path)` of every regular file, in archive order.
     files: Vec<(usize, String)>,
+    /// The wheel file, for reading raw zip headers.
+    raw: Arc<std::fs::File>,
+    limits: Limits,
 }
 
 impl WheelArchive {
@@ -91,6 +95,11 @@ impl WheelArchive {
     /// safe path listed in RECORD with an accepted hash, and every RECORD row
     /// present in the archive.
     pub fn open(path: &Path) -> Result<Self, Error> {
+        Self::open_with_limits(path, Limits::default())
+    }
+
+    /// [`WheelArchive::open`] with explicit size limits (zip bomb defence).
+    pub fn open_with_limits(path: &Path, limits: Limits) -> Result<Self, Error> {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -101,8 +110,9 @@ impl WheelArchive {
             .metadata()
             .map_err(|e| Error::Io(annotate(e, path)))?
             .len();
+        let raw = Arc::new(file);
         let reader = SharedFile {
-            file: Arc::new(file),
+            file: Arc::clone(&raw),
             position: 0,
             len,
         };
@@ -115,6 +125,18 @@ impl WheelArchive {
             entry: entry.to_string(),
             rule,
         };
+        if zip.has_duplicate_names() {
+            // The reader kept one entry per name; find the name it hid.
+            let names = central_names(&raw, zip.central_directory_start())
+                .map_err(|e| Error::Io(annotate(e, path)))?;
+            let mut seen = HashSet::new();
+            let duplicate = names
+                .into_iter()
+                .find(|name| !seen.insert(name.clone()))
+                .map(|name| String::from_utf8_lossy(&name).into_owned())
+                .unwrap_or_default();
+            return Err(invalid(&duplicate, Rule::Duplicate));
+        }
 
         // Regular files and the one `.dist-info` directory.
         let mut files = Vec::with_capacity(zip.len());
@@ -183,6 +205,8 @@ impl WheelArchive {
             entry_points: EntryPoints::default(),
             record: Vec::new(),
             files,
+            raw,
+            limits,
         };
         archive.read_dist_info()?;
         archive.check_entries_against_record()?;
@@ -223,6 +247,24 @@ impl WheelArchive {
             ));
         }
 
+        // Compared loosely (case, separators): METADATA may spell the version
+        // unnormalized; anything more than spelling is a different release.
+        let loose = |v: &str| -> String {
+            v.chars()
+                .filter(char::is_ascii_alphanumeric)
+                .collect::<String>()
+                .to_ascii_lowercase()
+        };
+        if loose(&self.metadata.version) != loose(&self.filename.version) {
+            return Err(self.invalid(
+                &metadata_entry,
+                Rule::VersionMismatch {
+                    metadata: self.metadata.version.clone(),
+                    filename: self.filename.version.clone(),
+                },
+            ));
+        }
+
         let entry_points_entry = format!("{}/entry_points.txt", self.dist_info);
         if let Some(text) = self.read_small_entry(&entry_points_entry)? {
             self.entry_points = EntryPoints::parse(&String::from_utf8_lossy(&text))
@@ -248,6 +290,8 @@ impl WheelArchive {
         }
         let data_dir = self.data_dir();
         let mut zip = self.zip.clone();
+        let mut extents: Vec<(u64, u64, &str)> = Vec::with_capacity(self.files.len());
+        let mut total = 0u64;
         for (index, entry) in &self.files {
             classify_entry(entry, &data_dir).map_err(|rule| self.invalid(entry, rule))?;
             let file = zip.by_index_raw(*index).map_err(|source| Error::Zip {
@@ -264,13 +308,80 @@ impl WheelArchive {
             {
                 return Err(self.invalid(entry, Rule::NotARegularFile));
             }
-            match file.compression() {
-                zip::CompressionMethod::Stored | zip::CompressionMethod::Deflated => {}
+            let method = match file.compression() {
+                zip::CompressionMethod::Stored => 0,
+                zip::CompressionMethod::Deflated => 8,
                 other => {
                     return Err(
                         self.invalid(entry, Rule::UnsupportedCompression(format!("{other:?}")))
                     );
                 }
+            };
+            let local = local_header(&self.raw, file.header_start()).map_err(|e| {
+                self.invalid(
+                    entry,
+                    Rule::InconsistentZip(format!("unreadable local header: {e}")),
+                )
+            })?;
+            if let Some(why) = disagreement(
+                &local,
+                file.name_raw(),
+                method,
+                file.crc32(),
+                file.compressed_size(),
+                file.size(),
+            ) {
+                return Err(self.invalid(entry, Rule::InconsistentZip(why.to_string())));
+            }
+            extents.push((
+                file.header_start(),
+                local.data_start.saturating_add(file.compressed_size()),
+                entry,
+            ));
+            let size = file.size();
+            if size > self.limits.max_file_size {
+                return Err(self.invalid(
+                    entry,
+                    Rule::TooLarge {
+                        size,
+                        limit: self.limits.max_file_size,
+                        what: "file",
+                    },
+                ));
+            }
+            if size > Limits::RATIO_FLOOR
+                && size / file.compressed_size().max(1) > self.limits.max_ratio
+            {
+                return Err(self.invalid(
+                    entry,
+                    Rule::CompressionRatio {
+                        ratio: size / file.compressed_size().max(1),
+                        limit: self.limits.max_ratio,
+                    },
+                ));
+            }
+            total = total.saturating_add(size);
+            if total > self.limits.max_total_size {
+                return Err(self.invalid(
+                    entry,
+                    Rule::TooLarge {
+                        size: total,
+                        limit: self.limits.max_total_size,
+                        what: "wheel",
+                    },
+                ));
+            }
+            if let Some(row) = listed.get(entry.as_str())
+                && let Some(expected) = row.size
+                && expected != size
+            {
+                return Err(self.invalid(
+                    entry,
+                    Rule::SizeMismatch {
+                        expected,
+                        actual: size,
+                    },
+                ));
             }
             if self.is_unhashed_entry(entry) {
                 continue;
@@ -287,6 +398,17 @@ impl WheelArchive {
                     ));
                 }
                 Some(_) => {}
+            }
+        }
+        // Entries whose bytes overlap let one compressed stream stand for many
+        // files (the "overlapping files" zip bomb), or two readers disagree.
+        extents.sort_unstable();
+        for pair in extents.windows(2) {
+            if pair[1].0 < pair[0].1 {
+                return Err(self.invalid(
+                    pair[1].2,
+                    Rule::InconsistentZip(format!("its data overlaps the entry `{}`", pair[0].2)),
+                ));
             }
         }
         let present: HashSet<&str> = self.files.iter().map(|(_, e)| e.as_str()).collect();

@@ -42,6 +42,10 @@ pub enum EntryDestination<'a> {
 /// Classifies an entry path against the wheel's `{name}-{version}.data`
 /// directory name.
 pub fn classify_entry<'a>(path: &'a str, data_dir: &str) -> Result<EntryDestination<'a>, Rule> {
+    if path == data_dir {
+        // pypa/installer looped forever on this one.
+        return Err(Rule::UnsafePath("a file named like the `.data` directory"));
+    }
     let Some(rest) = path
         .strip_prefix(data_dir)
         .and_then(|rest| rest.strip_prefix('/'))
@@ -130,6 +134,7 @@ mod tests {
             Err(Rule::UnknownDataKey("etc".into()))
         );
         assert!(classify_entry("pkg-1.0.data/stray", "pkg-1.0.data").is_err());
+        assert!(classify_entry("pkg-1.0.data", "pkg-1.0.data").is_err());
         assert!(classify_entry("pkg-1.0.data/scripts/", "pkg-1.0.data").is_err());
     }
 

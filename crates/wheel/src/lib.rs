@@ -21,6 +21,7 @@ mod hash;
 mod layout;
 mod metadata;
 mod record;
+mod zip_structure;
 
 pub use entry_points::{EntryPoint, EntryPoints};
 pub use error::{Error, Rule};
@@ -30,3 +31,4 @@ pub use hash::{HashAlgorithm, Hasher, RecordHash};
 pub use layout::{DataKey, EntryDestination, classify_entry, validate_relative_path};
 pub use metadata::{CoreMetadata, WheelInfo};
 pub use record::{RecordEntry, parse_record, write_record};
+pub use zip_structure::Limits;
