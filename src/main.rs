@@ -244,6 +244,14 @@ fn install(args: &InstallArgs, exact: bool, quiet: bool) -> Result<(), CliError>
         progress.finish();
     }
     let report = report?;
+    if let Some(mode) = report.link_mode {
+        tracing::info!(
+            "{} files proven by a stamp that still held, {} by hashing; link mode {}",
+            report.files_trusted,
+            report.files_hashed,
+            mode.name()
+        );
+    }
     if !quiet {
         output::print_report(&report, start.elapsed());
     }

@@ -235,13 +235,13 @@ impl Cache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lookup::Miss),
             Err(e) => {
                 return Ok(Lookup::Damaged {
-                    reason: format!("its pointer is unreadable: {e}"),
+                    reason: format!("pointer `{}` is unreadable: {e}", pointer_path.display()),
                 });
             }
         };
         let Ok(pointer) = serde_json::from_slice::<manifest::Pointer>(&pointer) else {
             return Ok(Lookup::Damaged {
-                reason: format!("its pointer `{}` is malformed", pointer_path.display()),
+                reason: format!("pointer `{}` is malformed", pointer_path.display()),
             });
         };
         let dir = self.root.join(ARCHIVES).join(&pointer.archive);
@@ -252,7 +252,7 @@ impl Cache {
             || pointer.archive.split('/').count() != 2
         {
             return Ok(Lookup::Damaged {
-                reason: format!("its pointer `{}` is malformed", pointer_path.display()),
+                reason: format!("pointer `{}` is malformed", pointer_path.display()),
             });
         }
         let manifest_path = dir.join("manifest.json");
@@ -260,17 +260,15 @@ impl Cache {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let reason = if dir.exists() {
-                    "its archive has lost its manifest"
+                    format!("manifest `{}` is missing", manifest_path.display())
                 } else {
-                    "its archive is gone"
+                    format!("archive `{}` is gone", dir.display())
                 };
-                return Ok(Lookup::Damaged {
-                    reason: reason.to_string(),
-                });
+                return Ok(Lookup::Damaged { reason });
             }
             Err(e) => {
                 return Ok(Lookup::Damaged {
-                    reason: format!("its manifest is unreadable: {e}"),
+                    reason: format!("manifest `{}` is unreadable: {e}", manifest_path.display()),
                 });
             }
         };
@@ -282,8 +280,15 @@ impl Cache {
                     manifest,
                 }))
             }
-            _ => Ok(Lookup::Damaged {
-                reason: "its manifest is malformed".to_string(),
+            Ok(manifest) => Ok(Lookup::Damaged {
+                reason: format!(
+                    "pointer `{}` leads to the archive of another wheel, {}",
+                    pointer_path.display(),
+                    manifest.wheel
+                ),
+            }),
+            Err(e) => Ok(Lookup::Damaged {
+                reason: format!("manifest `{}` is malformed: {e}", manifest_path.display()),
             }),
         }
     }

@@ -397,8 +397,17 @@ pub fn install(
                     tracing::debug!("could not record new stamps: {e}");
                 }
             }
-            Staged::Damaged { entry, damage } => {
-                damaged.push((index, format!("{entry}: {damage}")))
+            Staged::Damaged {
+                entry,
+                damage,
+                more,
+            } => {
+                let also = match more {
+                    0 => String::new(),
+                    1 => ", and 1 more file".to_string(),
+                    n => format!(", and {n} more files"),
+                };
+                damaged.push((index, format!("{entry}: {damage}{also}")))
             }
         }
     }
@@ -428,7 +437,7 @@ pub fn install(
                 report.files_hashed += hashed;
                 report.files_trusted += trusted;
             }
-            Some(Staged::Damaged { entry, damage }) => {
+            Some(Staged::Damaged { entry, damage, .. }) => {
                 return Err(Error::StillDamaged {
                     wheel: job.source.path.clone(),
                     entry,

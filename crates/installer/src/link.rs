@@ -261,15 +261,15 @@ fn copy_hashing(
 fn open_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
     let file = fs_err::OpenOptions::new()
         .read(true)
-        .custom_flags(libc_o_nofollow())
+        .custom_flags(O_NOFOLLOW | O_NONBLOCK)
         .open(path)?;
     Ok(file.into_parts().0)
 }
 
-/// `O_NOFOLLOW` on Linux.
-const fn libc_o_nofollow() -> i32 {
-    0o400000
-}
+/// `O_NOFOLLOW` on Linux: refuse to open through a symlink.
+pub(crate) const O_NOFOLLOW: i32 = 0o400000;
+/// `O_NONBLOCK` on Linux: never wait on a FIFO or device.
+pub(crate) const O_NONBLOCK: i32 = 0o4000;
 
 /// Hashes a file with RECORD's algorithm and compares.
 pub(crate) fn hash_matches(path: &Path, expected: &ManifestFile) -> std::io::Result<bool> {

@@ -257,7 +257,12 @@ pub(crate) enum Staged {
         restamps: Vec<(usize, Stamp)>,
     },
     /// The archive is damaged; the first problem found.
-    Damaged { entry: String, damage: Damage },
+    Damaged {
+        entry: String,
+        damage: Damage,
+        /// How many more files of the archive were damaged.
+        more: usize,
+    },
 }
 
 /// Stages every file of `jobs` on all cores and proves each one.
@@ -289,30 +294,30 @@ pub(crate) fn stage(
         .collect();
     for (&(j, f), result) in work.iter().zip(results) {
         let index = jobs[j].files[f].index;
-        let outcome = result?;
-        let Staged::Ok {
-            hashed,
-            trusted,
-            restamps,
-        } = &mut staged[j]
-        else {
-            continue;
-        };
-        match outcome {
-            FileOutcome::Proven(Proof::Stamp) => *trusted += 1,
-            FileOutcome::Proven(Proof::Hash(stamp)) => {
-                *hashed += 1;
-                if let Some(stamp) = stamp {
-                    restamps.push((index, stamp));
-                }
+        match (result?, &mut staged[j]) {
+            (FileOutcome::Damaged(_), Staged::Damaged { more, .. }) => *more += 1,
+            (FileOutcome::Damaged(damage), slot) => {
+                let entry = jobs[j].archive.manifest.files[index].path.clone();
+                *slot = Staged::Damaged {
+                    entry,
+                    damage,
+                    more: 0,
+                };
             }
-            FileOutcome::Rewritten(hash, size) => {
+            (_, Staged::Damaged { .. }) => {}
+            (FileOutcome::Proven(Proof::Stamp), Staged::Ok { trusted, .. }) => *trusted += 1,
+            (
+                FileOutcome::Proven(Proof::Hash(stamp)),
+                Staged::Ok {
+                    hashed, restamps, ..
+                },
+            ) => {
+                *hashed += 1;
+                restamps.extend(stamp.map(|stamp| (index, stamp)));
+            }
+            (FileOutcome::Rewritten(hash, size), Staged::Ok { hashed, .. }) => {
                 *hashed += 1;
                 jobs[j].rewritten.insert(index, (hash, size));
-            }
-            FileOutcome::Damaged(damage) => {
-                let entry = jobs[j].archive.manifest.files[index].path.clone();
-                staged[j] = Staged::Damaged { entry, damage };
             }
         }
     }
@@ -388,7 +393,10 @@ fn stage_script(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(FileOutcome::Damaged(Damage::Missing));
         }
-        Err(_) if fs_err::symlink_metadata(source).is_ok_and(|m| !m.is_file()) => {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::InvalidInput
+                || fs_err::symlink_metadata(source).is_ok_and(|m| !m.is_file()) =>
+        {
             return Ok(FileOutcome::Damaged(Damage::NotARegularFile));
         }
         Err(e) => return Ok(FileOutcome::Damaged(Damage::Unreadable(e))),
@@ -413,11 +421,19 @@ fn stage_script(
     ))
 }
 
+/// Reads a regular file without following a symlink and without blocking
+/// on a FIFO or device (`O_NOFOLLOW | O_NONBLOCK`, then `fstat`).
 fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut file = fs_err::OpenOptions::new()
         .read(true)
-        .custom_flags(0o400000)
+        .custom_flags(crate::link::O_NOFOLLOW | crate::link::O_NONBLOCK)
         .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
     Ok(bytes)
