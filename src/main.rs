@@ -19,6 +19,10 @@ enum CliError {
     Install(#[from] keel_installer::Error),
     #[error(transparent)]
     Cache(#[from] keel_cache::Error),
+    #[error(transparent)]
+    Audit(#[from] keel_audit::Error),
+    #[error(transparent)]
+    Environment(#[from] keel_venv::Error),
     #[error(
         "no virtual environment given: pass --venv, activate one (VIRTUAL_ENV), or create `.venv` here"
     )]
@@ -56,6 +60,19 @@ enum Command {
         /// The virtual environment [default: $VIRTUAL_ENV, else ./.venv].
         #[arg(long, value_name = "DIR")]
         venv: Option<PathBuf>,
+    },
+    /// Check every installed file against its distribution's RECORD; exit 0
+    /// only when everything is intact.
+    Verify {
+        /// The virtual environment [default: $VIRTUAL_ENV, else ./.venv].
+        #[arg(long, value_name = "DIR")]
+        venv: Option<PathBuf>,
+        /// Print a machine-readable JSON report on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Only these distributions [default: all].
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
     },
     /// Manage keel's cache.
     Cache {
@@ -148,7 +165,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     output::init_logging(cli.quiet, cli.verbose);
     match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             output::print_error(&error);
             ExitCode::FAILURE
@@ -156,8 +173,49 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: &Cli) -> Result<(), CliError> {
+fn run(cli: &Cli) -> Result<ExitCode, CliError> {
+    if let Command::Verify { venv, json, names } = &cli.command {
+        let venv = match venv {
+            Some(venv) => venv.clone(),
+            None => default_venv()?,
+        };
+        return verify(&venv, names, *json, cli.quiet);
+    }
+    run_changing(cli).map(|()| ExitCode::SUCCESS)
+}
+
+fn verify(
+    venv: &std::path::Path,
+    names: &[String],
+    json: bool,
+    quiet: bool,
+) -> Result<ExitCode, CliError> {
+    let start = Instant::now();
+    let env = keel_venv::Environment::open(venv)?;
+    let report = keel_audit::audit(&env, names)?;
+    let interrupted = keel_installer::interrupted_transactions(venv)?;
+    let intact = report.is_intact() && interrupted.is_empty();
+    if json {
+        let value = serde_json::json!({
+            "environment": report.environment,
+            "intact": intact,
+            "interrupted_transactions": interrupted,
+            "distributions": report.distributions,
+        });
+        println!("{value:#}");
+    } else if !quiet || !intact {
+        output::print_audit(&report, &interrupted, start.elapsed());
+    }
+    Ok(if intact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn run_changing(cli: &Cli) -> Result<(), CliError> {
     match &cli.command {
+        Command::Verify { .. } => Ok(()),
         Command::Install(args) => install(args, false, cli.quiet),
         Command::Sync(args) => install(args, true, cli.quiet),
         Command::Uninstall(args) => uninstall(args, cli.quiet),

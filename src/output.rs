@@ -192,3 +192,66 @@ pub fn print_uninstall(report: &UninstallReport, elapsed: Duration) {
         eprintln!(" - {name}=={version}");
     }
 }
+
+/// The `keel verify` report: one line per distribution, details under the
+/// damaged ones, then a summary line.
+pub fn print_audit(
+    report: &keel_audit::Report,
+    interrupted: &[std::path::PathBuf],
+    elapsed: Duration,
+) {
+    use keel_audit::Status;
+    let mut files = 0;
+    let mut damaged = 0;
+    for dist in &report.distributions {
+        files += dist.files;
+        match dist.status {
+            Status::Intact => println!(
+                "{}=={}: intact ({} files)",
+                dist.name, dist.version, dist.files
+            ),
+            Status::NoRecord => {
+                damaged += 1;
+                println!(
+                    "{}=={}: no RECORD ({})",
+                    dist.name,
+                    dist.version,
+                    dist.dist_info.display()
+                );
+            }
+            Status::Damaged => {
+                damaged += 1;
+                println!("{}=={}: damaged", dist.name, dist.version);
+                for path in &dist.missing {
+                    println!("  missing: {path}");
+                }
+                for modified in &dist.modified {
+                    println!("  modified ({}): {}", modified.reason, modified.path);
+                }
+                for path in &dist.unlisted {
+                    println!("  unlisted: {}", path.display());
+                }
+            }
+        }
+    }
+    for transaction in interrupted {
+        println!(
+            "interrupted transaction: {} (run `keel recover`)",
+            transaction.display()
+        );
+    }
+    let n = report.distributions.len();
+    let verdict = if damaged == 0 && interrupted.is_empty() {
+        "all intact".to_string()
+    } else {
+        format!(
+            "{damaged} damaged, {} interrupted transaction(s)",
+            interrupted.len()
+        )
+    };
+    eprintln!(
+        "Verified {n} {} ({files} files) in {}: {verdict}",
+        plural(n),
+        format_duration(elapsed)
+    );
+}

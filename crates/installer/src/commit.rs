@@ -16,7 +16,7 @@ use crate::Error;
 use crate::journal::{Journal, Move};
 
 /// Files the environment itself owns: never removed on the word of a RECORD.
-fn is_protected(env: &Environment, path: &Path) -> bool {
+pub(crate) fn is_protected(env: &Environment, path: &Path) -> bool {
     if path == env.root().join("pyvenv.cfg") || path.starts_with(env.keel_dir()) {
         return true;
     }
@@ -53,6 +53,8 @@ pub(crate) struct Planner<'a> {
     /// read only when an install meets an existing file.
     owners: Option<HashMap<PathBuf, String>>,
     force: bool,
+    /// Directories known to be (or not be) symlinks.
+    symlinked: HashMap<PathBuf, bool>,
     /// The new distribution being installed (for conflict messages).
     pub current: String,
     pub takeovers: Vec<Takeover>,
@@ -74,6 +76,7 @@ impl<'a> Planner<'a> {
             leaving: leaving.iter().map(|d| d.dist_info.clone()).collect(),
             owners: None,
             force,
+            symlinked: HashMap::new(),
             current: String::new(),
             takeovers: Vec::new(),
         }
@@ -200,10 +203,40 @@ impl<'a> Planner<'a> {
         if self.gone.contains(path) {
             return Ok(());
         }
+        if self.through_symlink(path) {
+            tracing::warn!(
+                "not removing `{}`: a directory on its path is a symlink, which keel never follows",
+                path.display()
+            );
+            return Ok(());
+        }
         match fs_err::symlink_metadata(path) {
             Ok(metadata) if !metadata.is_dir() => self.back_up(path),
             _ => Ok(()),
         }
+    }
+
+    /// Whether a directory between the environment root and `path` is a
+    /// symlink (a RECORD path through it could reach outside). Memoized.
+    fn through_symlink(&mut self, path: &Path) -> bool {
+        let Ok(relative) = path.strip_prefix(self.env.root()) else {
+            return true;
+        };
+        let mut dir = self.env.root().to_path_buf();
+        let parents = relative
+            .parent()
+            .map(|p| p.components().count())
+            .unwrap_or(0);
+        for component in relative.components().take(parents) {
+            dir.push(component);
+            let is_link = *self.symlinked.entry(dir.clone()).or_insert_with(|| {
+                fs_err::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink())
+            });
+            if is_link {
+                return true;
+            }
+        }
+        false
     }
 
     /// `__pycache__/<stem>.<tag>.pyc` and `.opt-N.pyc` for a removed `.py`

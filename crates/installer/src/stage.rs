@@ -151,6 +151,14 @@ impl WheelJob {
                         );
                         continue;
                     }
+                    let name = path.split('/').next().unwrap_or(path);
+                    if let Some(reason) = script_name_problem(name) {
+                        return Err(Error::ScriptName {
+                            wheel: source.path.clone(),
+                            name: file.path.clone(),
+                            reason,
+                        });
+                    }
                     (layout.scripts.join(path), Action::Script)
                 }
                 EntryDestination::Data(DataKey::Headers, path) => {
@@ -158,6 +166,11 @@ impl WheelJob {
                 }
                 EntryDestination::Data(DataKey::Data, path) => (PathBuf::from(path), Action::Link),
             };
+            if crate::commit::is_protected(&layout.env, &layout.env.root().join(&dest)) {
+                return Err(invalid(keel_wheel::Rule::UnsafePath(
+                    "it would overwrite a file of the virtual environment itself",
+                )));
+            }
             files.push(PlannedFile {
                 index,
                 dest,
