@@ -50,6 +50,10 @@ pub enum Error {
         source: keel_wheel::Error,
     },
 
+    /// The wheel itself is bad; its error names the wheel, entry and rule.
+    #[error(transparent)]
+    InvalidWheel(keel_wheel::Error),
+
     #[error("failed to unpack `{}` into the cache", wheel.display())]
     Unpack {
         wheel: PathBuf,
@@ -301,9 +305,12 @@ impl Cache {
     /// renamed into place; only then is the pointer replaced. A failure at
     /// any point leaves no archive and the old pointer (if any) untouched.
     pub fn unpack(&self, wheel: &WheelSource) -> Result<Archive, Error> {
-        let unpack_error = |source| Error::Unpack {
-            wheel: wheel.path.clone(),
-            source,
+        let unpack_error = |source| match source {
+            keel_wheel::Error::Io(_) => Error::Unpack {
+                wheel: wheel.path.clone(),
+                source,
+            },
+            invalid => Error::InvalidWheel(invalid),
         };
         let archive = WheelArchive::open(&wheel.path).map_err(unpack_error)?;
         let staging = tempfile::Builder::new()

@@ -69,12 +69,9 @@ pub enum Error {
     #[error(transparent)]
     Cache(#[from] keel_cache::Error),
 
-    #[error("invalid wheel `{}`", wheel.display())]
-    Wheel {
-        wheel: PathBuf,
-        #[source]
-        source: keel_wheel::Error,
-    },
+    /// A wheel breaks a rule; the error names the wheel, entry and rule.
+    #[error(transparent)]
+    InvalidWheel(keel_wheel::Error),
 
     #[error("`{}` and `{}` are both versions of `{name}`; install one at a time", first.display(), second.display())]
     SameDistributionTwice {
@@ -261,7 +258,21 @@ pub fn install(
     wheels: &[impl AsRef<Path>],
     options: &InstallOptions,
 ) -> Result<InstallReport, Error> {
+    // The wheels are checked first: a bad argument changes nothing anywhere.
+    let mut sources: Vec<WheelSource> = Vec::with_capacity(wheels.len());
+    for wheel in wheels {
+        let source = WheelSource::new(wheel.as_ref())?;
+        // The same file named twice (overlapping globs) is one wheel.
+        if !sources.iter().any(|s| s.path == source.path) {
+            sources.push(source);
+        }
+    }
     let env = Environment::open(&options.venv)?;
+    if options.link_mode == LinkMode::Symlink {
+        tracing::warn!(
+            "with --link-mode symlink the environment depends on the cache: `keel cache clean` breaks it"
+        );
+    }
     let _env_lock = EnvironmentLock::acquire(&env)?;
     let mut report = InstallReport {
         recovered: recover_locked(&env)?,
@@ -277,10 +288,6 @@ pub fn install(
     };
 
     // Which wheels to install, and what each replaces.
-    let sources: Vec<WheelSource> = wheels
-        .iter()
-        .map(|w| WheelSource::new(w.as_ref()))
-        .collect::<Result<_, _>>()?;
     let mut by_name: HashMap<String, &WheelSource> = HashMap::new();
     for source in &sources {
         let name = source.filename.normalized_name();

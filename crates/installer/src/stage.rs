@@ -119,13 +119,8 @@ impl WheelJob {
             .collect();
         let mut files = Vec::with_capacity(manifest.files.len());
         for (index, file) in manifest.files.iter().enumerate() {
-            let invalid = |rule| Error::Wheel {
-                wheel: source.path.clone(),
-                source: keel_wheel::Error::Invalid {
-                    wheel: source.path.clone(),
-                    entry: file.path.clone(),
-                    rule,
-                },
+            let invalid = |rule| {
+                Error::InvalidWheel(keel_wheel::Error::invalid(&source.path, &file.path, rule))
             };
             keel_wheel::validate_relative_path(&file.path).map_err(invalid)?;
             let (dest, action) = match classify_entry(&file.path, &data_dir).map_err(invalid)? {

@@ -13,7 +13,7 @@ use keel_wheel::{RecordEntry, Rule, normalize_name, parse_record};
 /// Everything that can go wrong while reading an environment.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("`{}` is not a virtual environment (no `pyvenv.cfg`); create one with `python3 -m venv {}`", path.display(), path.display())]
+    #[error("`{}` is not a virtual environment (no `pyvenv.cfg`); create one with `python3 -m venv {}`", path.display(), shell_quote(path))]
     NotAVirtualEnvironment { path: PathBuf },
 
     #[error("cannot find the site-packages directory of `{}` (looked for `{}`)", root.display(), looked.display())]
@@ -24,6 +24,18 @@ pub enum Error {
 
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// A path as a POSIX shell word, quoted only when it needs to be, so that a
+/// suggested command can be pasted as is.
+fn shell_quote(path: &Path) -> String {
+    let text = path.display().to_string();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+,:=@%".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
 }
 
 /// A virtual environment's install scheme (*sysconfig* `venv`/`posix_prefix`
@@ -251,6 +263,16 @@ mod tests {
         fs_err::write(dir.path().join("pyvenv.cfg"), cfg).unwrap();
         fs_err::create_dir_all(dir.path().join("lib/python3.11/site-packages")).unwrap();
         dir
+    }
+
+    #[test]
+    fn suggested_commands_quote_paths_that_need_it() {
+        assert_eq!(shell_quote(Path::new("/tmp/venv")), "/tmp/venv");
+        assert_eq!(
+            shell_quote(Path::new("/tmp/my project")),
+            "'/tmp/my project'"
+        );
+        assert_eq!(shell_quote(Path::new("/tmp/it's")), r"'/tmp/it'\''s'");
     }
 
     #[test]

@@ -23,11 +23,11 @@ pub enum Error {
     },
 
     /// One entry of the wheel breaks one rule of the format.
-    #[error("invalid wheel `{}`: entry `{entry}`: {rule}", wheel.display())]
+    #[error("invalid wheel `{}`", wheel.display())]
     Invalid {
         wheel: PathBuf,
-        entry: String,
-        rule: Rule,
+        #[source]
+        violation: Violation,
     },
 
     /// Reading one entry of the zip failed (corrupt data, bad CRC, truncation).
@@ -45,13 +45,32 @@ pub enum Error {
 }
 
 impl Error {
+    /// An entry of `wheel` broke `rule`.
+    pub fn invalid(wheel: impl Into<PathBuf>, entry: impl Into<String>, rule: Rule) -> Self {
+        Error::Invalid {
+            wheel: wheel.into(),
+            violation: Violation {
+                entry: entry.into(),
+                rule,
+            },
+        }
+    }
+
     /// The rule that was broken, when this error is about one.
     pub fn rule(&self) -> Option<&Rule> {
         match self {
-            Error::Invalid { rule, .. } => Some(rule),
+            Error::Invalid { violation, .. } => Some(&violation.rule),
             _ => None,
         }
     }
+}
+
+/// Which entry broke which rule: the cause under "invalid wheel `…`".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("entry `{entry}`: {rule}")]
+pub struct Violation {
+    pub entry: String,
+    pub rule: Rule,
 }
 
 /// A rule of the wheel format (or of keel's safety policy) that an entry broke.

@@ -120,11 +120,7 @@ impl WheelArchive {
             wheel: path.to_path_buf(),
             source,
         })?;
-        let invalid = |entry: &str, rule: Rule| Error::Invalid {
-            wheel: path.to_path_buf(),
-            entry: entry.to_string(),
-            rule,
-        };
+        let invalid = |entry: &str, rule: Rule| Error::invalid(path, entry, rule);
         if zip.has_duplicate_names() {
             // The reader kept one entry per name; find the name it hid.
             let names = central_names(&raw, zip.central_directory_start())
@@ -421,11 +417,7 @@ impl WheelArchive {
     }
 
     fn invalid(&self, entry: &str, rule: Rule) -> Error {
-        Error::Invalid {
-            wheel: self.path.clone(),
-            entry: entry.to_string(),
-            rule,
-        }
+        Error::invalid(&self.path, entry, rule)
     }
 
     /// RECORD and its signature files carry no hash of their own.

@@ -24,7 +24,7 @@ mod record;
 mod zip_structure;
 
 pub use entry_points::{EntryPoint, EntryPoints};
-pub use error::{Error, Rule};
+pub use error::{Error, Rule, Violation};
 pub use extract::{ExtractedFile, WheelArchive};
 pub use filename::{WheelFilename, normalize_name};
 pub use hash::{HashAlgorithm, Hasher, RecordHash};

@@ -26,11 +26,10 @@ fn refusal_with(builder: WheelBuilder, limits: Limits) -> (String, Rule) {
     match result {
         Err(Error::Invalid {
             wheel: named,
-            entry,
-            rule,
+            violation,
         }) => {
             assert_eq!(named, wheel, "the error names the wheel");
-            (entry, rule)
+            (violation.entry, violation.rule)
         }
         other => panic!("expected a rule violation, got {other:?}"),
     }
