@@ -244,7 +244,12 @@ fn run_changing(cli: &Cli) -> Result<(), CliError> {
 fn interrupt_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&flag)) {
+        // A second signal exits at once (130); the journal makes even that
+        // safe: the next keel command rolls the transaction back or forward.
+        let second =
+            signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&flag));
+        if let Err(e) = second.and_then(|_| signal_hook::flag::register(signal, Arc::clone(&flag)))
+        {
             tracing::debug!("cannot handle signal {signal}: {e}");
         }
     }

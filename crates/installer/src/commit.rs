@@ -17,7 +17,14 @@ use crate::journal::{Journal, Move};
 
 /// Files the environment itself owns: never removed on the word of a RECORD.
 pub(crate) fn is_protected(env: &Environment, path: &Path) -> bool {
-    if path == env.root().join("pyvenv.cfg") || path.starts_with(env.keel_dir()) {
+    if path == env.root().join("pyvenv.cfg")
+        || path == env.root().join("lib64")
+        || path.starts_with(env.keel_dir())
+    {
+        return true;
+    }
+    // The scheme directories themselves and every directory above them.
+    if env.site_packages().starts_with(path) || env.scripts_dir().starts_with(path) {
         return true;
     }
     if path.parent() == Some(env.scripts_dir())
@@ -184,6 +191,13 @@ impl<'a> Planner<'a> {
                         continue;
                     }
                     if path.starts_with(&dist.dist_info) || !seen.insert(path.clone()) {
+                        continue;
+                    }
+                    if let Some(owner) = self.owner_of(&path)? {
+                        tracing::warn!(
+                            "keeping `{}`: the RECORD of {owner} lists it too",
+                            path.display()
+                        );
                         continue;
                     }
                     self.back_up_file(&path)?;

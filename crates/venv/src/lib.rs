@@ -238,8 +238,15 @@ impl InstalledDistribution {
 
     /// Resolves a RECORD path (relative to site-packages, possibly with
     /// `../`) to an absolute path, lexically.
+    ///
+    /// *Recording installed projects § The RECORD file*: a path is relative
+    /// to the directory holding `.dist-info`, or absolute.
     pub fn resolve(&self, record_path: &str) -> PathBuf {
-        let base = self.dist_info.parent().unwrap_or(Path::new("/"));
+        let base = if record_path.starts_with('/') {
+            Path::new("/")
+        } else {
+            self.dist_info.parent().unwrap_or(Path::new("/"))
+        };
         let mut resolved = base.to_path_buf();
         for component in record_path.split('/') {
             match component {
