@@ -117,6 +117,28 @@ fn assert_repairs(sandbox: &Sandbox, output: &Output, expected: &[(&str, &str)])
     reasons
 }
 
+/// Installs HELLO_V1 into a fresh environment after its archive was
+/// damaged: one warning saying `detail`, `archives` archive directories
+/// afterwards, the package runs and verifies, and a later install reuses the
+/// repaired archive silently.
+#[track_caller]
+fn assert_hello_healed(sandbox: &Sandbox, detail: &str, archives: usize) {
+    let venv = sandbox.venv("venv");
+    let output = install(sandbox, &venv, &[bundled::HELLO_V1], &[]);
+    assert_repairs(sandbox, &output, &[(bundled::HELLO_V1, detail)]);
+    assert_eq!(
+        sandbox.archives(HELLO).len(),
+        archives,
+        "a fresh archive is expected"
+    );
+    assert_hello_runs(&venv);
+    assert_environment_matches_record(&venv);
+
+    let later = assert_later_install_reuses(sandbox, "later", &[(bundled::HELLO_V1, HELLO)]);
+    assert_hello_runs(&later);
+    assert_environment_matches_record(&later);
+}
+
 /// Splits `entry: missing, and N more files` into the entry and N.
 fn first_entry_and_more<'a>(reason: &'a str, damage: &str) -> (&'a str, usize) {
     let (first, rest) = reason
@@ -453,20 +475,7 @@ fn whole_archive_directory_removed_leaving_a_dangling_pointer() {
     assert!(pointer(&sandbox, HELLO).is_file(), "the pointer dangles");
     assert_eq!(sandbox.archives(HELLO).len(), 0);
 
-    let venv = sandbox.venv("venv");
-    let output = install(&sandbox, &venv, &[bundled::HELLO_V1], &[]);
-    assert_repairs(&sandbox, &output, &[(bundled::HELLO_V1, "gone")]);
-    assert_eq!(
-        sandbox.archives(HELLO).len(),
-        1,
-        "a fresh archive is expected"
-    );
-    assert_hello_runs(&venv);
-    assert_environment_matches_record(&venv);
-
-    let later = assert_later_install_reuses(&sandbox, "later", &[(bundled::HELLO_V1, HELLO)]);
-    assert_hello_runs(&later);
-    assert_environment_matches_record(&later);
+    assert_hello_healed(&sandbox, "gone", 1);
 }
 
 #[test]
@@ -476,27 +485,11 @@ fn record_deleted_from_the_archive_dist_info() {
     let tree = sandbox.only_archive_tree(HELLO);
     fs_err::remove_file(tree.join("keel_demo_hello-1.0.0.dist-info/RECORD")).expect("rm");
 
-    let venv = sandbox.venv("venv");
-    let output = install(&sandbox, &venv, &[bundled::HELLO_V1], &[]);
-    assert_repairs(
+    assert_hello_healed(
         &sandbox,
-        &output,
-        &[(
-            bundled::HELLO_V1,
-            "keel_demo_hello-1.0.0.dist-info/RECORD: missing",
-        )],
-    );
-    assert_eq!(
-        sandbox.archives(HELLO).len(),
+        "keel_demo_hello-1.0.0.dist-info/RECORD: missing",
         2,
-        "a fresh archive is expected"
     );
-    assert_hello_runs(&venv);
-    assert_environment_matches_record(&venv);
-
-    let later = assert_later_install_reuses(&sandbox, "later", &[(bundled::HELLO_V1, HELLO)]);
-    assert_hello_runs(&later);
-    assert_environment_matches_record(&later);
 }
 
 #[test]
@@ -545,20 +538,7 @@ fn manifest_deleted_from_the_archive() {
     let archive = sandbox.archives(HELLO).remove(0);
     fs_err::remove_file(archive.join("manifest.json")).expect("rm");
 
-    let venv = sandbox.venv("venv");
-    let output = install(&sandbox, &venv, &[bundled::HELLO_V1], &[]);
-    assert_repairs(&sandbox, &output, &[(bundled::HELLO_V1, "manifest")]);
-    assert_eq!(
-        sandbox.archives(HELLO).len(),
-        2,
-        "a fresh archive is expected"
-    );
-    assert_hello_runs(&venv);
-    assert_environment_matches_record(&venv);
-
-    let later = assert_later_install_reuses(&sandbox, "later", &[(bundled::HELLO_V1, HELLO)]);
-    assert_hello_runs(&later);
-    assert_environment_matches_record(&later);
+    assert_hello_healed(&sandbox, "manifest", 2);
 }
 
 /// An empty manifest: what a power cut can leave of a file that was renamed
@@ -570,20 +550,7 @@ fn manifest_left_empty_by_a_power_cut() {
     let archive = sandbox.archives(HELLO).remove(0);
     fs_err::write(archive.join("manifest.json"), b"").expect("empty the manifest");
 
-    let venv = sandbox.venv("venv");
-    let output = install(&sandbox, &venv, &[bundled::HELLO_V1], &[]);
-    assert_repairs(&sandbox, &output, &[(bundled::HELLO_V1, "manifest")]);
-    assert_eq!(
-        sandbox.archives(HELLO).len(),
-        2,
-        "a fresh archive is expected"
-    );
-    assert_hello_runs(&venv);
-    assert_environment_matches_record(&venv);
-
-    let later = assert_later_install_reuses(&sandbox, "later", &[(bundled::HELLO_V1, HELLO)]);
-    assert_hello_runs(&later);
-    assert_environment_matches_record(&later);
+    assert_hello_healed(&sandbox, "manifest", 2);
 }
 
 /// Without its pointer the wheel is simply not cached: keel unpacks it
@@ -626,20 +593,7 @@ fn pointer_left_empty_by_a_power_cut() {
     warm(&sandbox, &[bundled::HELLO_V1], &[]);
     fs_err::write(pointer(&sandbox, HELLO), b"").expect("empty the pointer");
 
-    let venv = sandbox.venv("venv");
-    let output = install(&sandbox, &venv, &[bundled::HELLO_V1], &[]);
-    assert_repairs(&sandbox, &output, &[(bundled::HELLO_V1, "pointer")]);
-    assert_eq!(
-        sandbox.archives(HELLO).len(),
-        2,
-        "a fresh archive is expected"
-    );
-    assert_hello_runs(&venv);
-    assert_environment_matches_record(&venv);
-
-    let later = assert_later_install_reuses(&sandbox, "later", &[(bundled::HELLO_V1, HELLO)]);
-    assert_hello_runs(&later);
-    assert_environment_matches_record(&later);
+    assert_hello_healed(&sandbox, "pointer", 2);
 }
 
 // ---------------------------------------------------------------------------
