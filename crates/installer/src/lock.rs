@@ -18,8 +18,7 @@ pub struct EnvironmentLock {
 impl EnvironmentLock {
     /// Takes the lock, saying once that it waits if another process holds it.
     pub fn acquire(env: &Environment) -> Result<Self, Error> {
-        let dir = env.keel_dir();
-        fs_err::create_dir_all(&dir)?;
+        let dir = env.ensure_keel_dir()?;
         let path = dir.join("lock");
         let file = fs_err::OpenOptions::new()
             .read(true)

@@ -62,31 +62,6 @@ pub fn launcher(entry_point: &ManifestEntryPoint, python: &Path) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Why a script name cannot be installed, if it cannot: it must be one plain
-/// file name in `bin/`, and not one that would shadow the interpreter.
-pub fn script_name_problem(name: &str) -> Option<&'static str> {
-    if name.is_empty() || name == "." || name == ".." {
-        return Some("the name is empty or a relative directory");
-    }
-    if name.contains(['/', '\\', '\0']) || name.chars().any(char::is_control) {
-        return Some("the name contains a path separator or a control character");
-    }
-    let is_python = name == "python"
-        || name == "pythonw"
-        || name.strip_prefix("python").is_some_and(|rest| {
-            !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit() || c == '.')
-        });
-    if is_python
-        || matches!(
-            name,
-            "activate" | "activate.csh" | "activate.fish" | "Activate.ps1"
-        )
-    {
-        return Some("the name is reserved by the virtual environment");
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,25 +115,5 @@ mod tests {
         assert!(text.starts_with("#!/v/bin/python\n"));
         assert!(text.contains("from pkg.cli import app\n"));
         assert!(text.contains("    sys.exit(app.main())\n"));
-    }
-
-    #[test]
-    fn refuses_script_names_that_escape_or_shadow_the_interpreter() {
-        for bad in [
-            "",
-            "..",
-            "a/b",
-            "../x",
-            "python",
-            "python3",
-            "python3.11",
-            "pythonw",
-            "activate",
-        ] {
-            assert!(script_name_problem(bad).is_some(), "{bad:?}");
-        }
-        for good in ["flask", "python-build", "pythonista", "pytest"] {
-            assert!(script_name_problem(good).is_none(), "{good:?}");
-        }
     }
 }

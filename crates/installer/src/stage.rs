@@ -12,13 +12,14 @@ use fs_err::os::unix::fs::OpenOptionsExt as _;
 use keel_cache::{Archive, ManifestFile, Stamp, WheelSource};
 use keel_venv::Environment;
 use keel_wheel::{
-    DataKey, EntryDestination, HashAlgorithm, RecordEntry, RecordHash, classify_entry, write_record,
+    DataKey, EntryDestination, HashAlgorithm, RecordEntry, RecordHash, classify_entry,
+    script_name_problem, write_record,
 };
 use rayon::prelude::*;
 
 use crate::Error;
 use crate::link::{Damage, LinkMode, Proof, hash_file, place};
-use crate::scripts::{launcher, rewrite_python_shebang, script_name_problem};
+use crate::scripts::{launcher, rewrite_python_shebang};
 
 /// The `.dist-info` files keel writes itself; a wheel's own copies are not installed.
 const GENERATED_DIST_INFO: [&str; 4] = ["RECORD", "INSTALLER", "REQUESTED", "direct_url.json"];

@@ -22,6 +22,9 @@ pub enum Error {
     #[error("`{}` is malformed: {rule}", path.display())]
     MalformedRecord { path: PathBuf, rule: Rule },
 
+    #[error("`{}` is a symbolic link or not a directory; keel keeps its lock, journal and backups there and will not follow it elsewhere (remove it)", path.display())]
+    KeelDirNotADirectory { path: PathBuf },
+
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -129,6 +132,30 @@ impl Environment {
     /// keel's own directory in the environment (locks, transactions).
     pub fn keel_dir(&self) -> PathBuf {
         self.root.join(".keel")
+    }
+
+    /// [`Environment::keel_dir`], created if missing; refused when it is a
+    /// symbolic link (or anything but a directory), since the lock, the
+    /// journal, staging and the backup of replaced files would then all live
+    /// wherever it points.
+    pub fn ensure_keel_dir(&self) -> Result<PathBuf, Error> {
+        let dir = self.keel_dir();
+        match fs_err::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() => Ok(dir),
+            Ok(_) => Err(Error::KeelDirNotADirectory { path: dir }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs_err::create_dir(&dir).or_else(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => Ok(()),
+                    _ => Err(e),
+                })?;
+                // Lost a race to whoever created it: check what they made.
+                match fs_err::symlink_metadata(&dir)? {
+                    meta if meta.is_dir() => Ok(dir),
+                    _ => Err(Error::KeelDirNotADirectory { path: dir }),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The directories an installed file may live in: nothing outside them is

@@ -66,11 +66,29 @@ impl Error {
 }
 
 /// Which entry broke which rule: the cause under "invalid wheel `…`".
+///
+/// Entry names come from the wheel: their control characters are printed
+/// escaped (`\u{1b}`, `\n`), so that a name cannot clear the terminal or
+/// forge a line of output.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("entry `{entry}`: {rule}")]
+#[error("entry `{}`: {}", printable(entry), printable(&rule.to_string()))]
 pub struct Violation {
     pub entry: String,
     pub rule: Rule,
+}
+
+/// `text` with every control character escaped as Rust would (`\n`, `\0`,
+/// `\u{1b}`); everything else, non-ASCII included, as it is.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// A rule of the wheel format (or of keel's safety policy) that an entry broke.
@@ -149,6 +167,12 @@ pub enum Rule {
         metadata: String,
         filename: String,
     },
+    /// A script (entry point or `.data/scripts/` file) whose name escapes
+    /// `bin/` or shadows the interpreter ([`crate::script_name_problem`]).
+    ScriptName(&'static str),
+    /// The path is a file and also the directory of another entry
+    /// (`a.py` and `a.py/b.py`): no file system can hold both.
+    FileAndDirectory(String),
 }
 
 impl fmt::Display for Rule {
@@ -212,6 +236,11 @@ impl fmt::Display for Rule {
             Rule::VersionMismatch { metadata, filename } => write!(
                 f,
                 "`Version: {metadata}` does not match the file name's version `{filename}`"
+            ),
+            Rule::ScriptName(why) => write!(f, "cannot be installed as a script: {why}"),
+            Rule::FileAndDirectory(file) => write!(
+                f,
+                "the path `{file}` is both a file and a directory in this wheel"
             ),
             Rule::UnsupportedCompression(method) => write!(
                 f,

@@ -17,7 +17,10 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use zip::ZipArchive;
 
-use crate::layout::{DataKey, EntryDestination, classify_entry, validate_relative_path};
+use crate::layout::{
+    DataKey, EntryDestination, classify_entry, prefix_path_problem, script_name_problem,
+    validate_relative_path,
+};
 use crate::zip_structure::{Limits, central_names, disagreement, local_header};
 use crate::{
     CoreMetadata, EntryPoints, Error, HashAlgorithm, Hasher, RecordEntry, RecordHash, Rule,
@@ -164,6 +167,14 @@ impl WheelArchive {
             }
             files.push((index, entry));
         }
+        // A file that is also another entry's directory: extracting would
+        // fail half way, or write through whichever came first.
+        for (_, entry) in &files {
+            let mut ancestors = entry.match_indices('/').map(|(at, _)| &entry[..at]);
+            if let Some(file) = ancestors.find(|dir| seen.contains(*dir)) {
+                return Err(invalid(entry, Rule::FileAndDirectory(file.to_string())));
+            }
+        }
         let dist_info = match dist_infos.len() {
             0 => return Err(invalid(&filename.expected_dist_info(), Rule::NoDistInfo)),
             1 => dist_infos.into_iter().next().unwrap_or_default(),
@@ -265,6 +276,11 @@ impl WheelArchive {
         if let Some(text) = self.read_small_entry(&entry_points_entry)? {
             self.entry_points = EntryPoints::parse(&String::from_utf8_lossy(&text))
                 .map_err(|rule| self.invalid(&entry_points_entry, rule))?;
+            for script in &self.entry_points.scripts {
+                if let Some(why) = script_name_problem(&script.name) {
+                    return Err(self.invalid(&script.name, Rule::ScriptName(why)));
+                }
+            }
         }
 
         let record_entry = self.record_path();
@@ -289,7 +305,20 @@ impl WheelArchive {
         let mut extents: Vec<(u64, u64, &str)> = Vec::with_capacity(self.files.len());
         let mut total = 0u64;
         for (index, entry) in &self.files {
-            classify_entry(entry, &data_dir).map_err(|rule| self.invalid(entry, rule))?;
+            match classify_entry(entry, &data_dir).map_err(|rule| self.invalid(entry, rule))? {
+                EntryDestination::Data(DataKey::Scripts, path) => {
+                    let name = path.split('/').next().unwrap_or(path);
+                    if let Some(why) = script_name_problem(name) {
+                        return Err(self.invalid(entry, Rule::ScriptName(why)));
+                    }
+                }
+                EntryDestination::Data(DataKey::Data, path) => {
+                    if let Some(why) = prefix_path_problem(path) {
+                        return Err(self.invalid(entry, Rule::UnsafePath(why)));
+                    }
+                }
+                _ => {}
+            }
             let file = zip.by_index_raw(*index).map_err(|source| Error::Zip {
                 wheel: self.path.clone(),
                 source,

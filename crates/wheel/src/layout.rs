@@ -62,6 +62,53 @@ pub fn classify_entry<'a>(path: &'a str, data_dir: &str) -> Result<EntryDestinat
     Ok(EntryDestination::Data(key, inner))
 }
 
+/// Why a script name cannot be installed, if it cannot: it must be one plain
+/// file name in `bin/`, and not one that would shadow the interpreter or the
+/// environment's activation scripts.
+///
+/// Applies to the names of *Entry points specification § Use for scripts*
+/// and to the files of `.data/scripts/` (*Binary distribution format §
+/// Installing a wheel*); the reserved names are keel's policy: a wheel that
+/// replaced `bin/python` would take over every later script of the
+/// environment.
+pub fn script_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name == "." || name == ".." {
+        return Some("the name is empty or a relative directory");
+    }
+    if name.contains(['/', '\\', '\0']) || name.chars().any(char::is_control) {
+        return Some("the name contains a path separator or a control character");
+    }
+    let is_python = name == "python"
+        || name == "pythonw"
+        || name.strip_prefix("python").is_some_and(|rest| {
+            !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit() || c == '.')
+        });
+    if is_python
+        || matches!(
+            name,
+            "activate" | "activate.csh" | "activate.fish" | "Activate.ps1"
+        )
+    {
+        return Some("the name is reserved by the virtual environment");
+    }
+    None
+}
+
+/// Why a `.data/data/` file cannot be installed, if it cannot: the `data`
+/// scheme is the environment's prefix, where a few files belong to the
+/// virtual environment itself (`pyvenv.cfg`, the `lib64` link, keel's own
+/// `.keel/`, and the interpreter and activation scripts in `bin/`).
+pub fn prefix_path_problem(path: &str) -> Option<&'static str> {
+    const OWN: &str = "it would overwrite a file of the virtual environment itself";
+    let mut components = path.split('/');
+    match (components.next(), components.next()) {
+        (Some("pyvenv.cfg"), None) => Some(OWN),
+        (Some("lib64" | ".keel"), _) => Some(OWN),
+        (Some("bin"), Some(name)) if script_name_problem(name).is_some() => Some(OWN),
+        _ => None,
+    }
+}
+
 /// Checks that a `/`-separated path from a wheel (an archive entry or a
 /// RECORD row) stays inside the directory it is relative to.
 ///
@@ -82,16 +129,17 @@ pub fn validate_relative_path(path: &str) -> Result<(), Rule> {
     if path.chars().any(char::is_control) {
         return Err(Rule::UnsafePath("control character in path"));
     }
-    let bytes = path.as_bytes();
-    if bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic() {
-        return Err(Rule::UnsafePath("drive letter in path"));
-    }
     for component in path.split('/') {
         match component {
             "" => return Err(Rule::UnsafePath("empty path component")),
             "." => return Err(Rule::UnsafePath("`.` path component")),
             ".." => return Err(Rule::UnsafePath("`..` path component")),
             _ => {}
+        }
+        // `C:x` anywhere: a `.data/data/C:/x` entry is `C:/x` to its scheme.
+        let bytes = component.as_bytes();
+        if bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic() {
+            return Err(Rule::UnsafePath("drive letter in path"));
         }
     }
     Ok(())
@@ -100,6 +148,56 @@ pub fn validate_relative_path(path: &str) -> Result<(), Rule> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refuses_script_names_that_escape_or_shadow_the_interpreter() {
+        for bad in [
+            "",
+            "..",
+            "a/b",
+            "../x",
+            "python",
+            "python3",
+            "python3.11",
+            "pythonw",
+            "activate",
+        ] {
+            assert!(script_name_problem(bad).is_some(), "{bad:?}");
+        }
+        for good in ["flask", "python-build", "pythonista", "pytest"] {
+            assert!(script_name_problem(good).is_none(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_data_files_over_the_environments_own_files() {
+        for bad in [
+            "pyvenv.cfg",
+            "bin/python",
+            "bin/python3.11",
+            "bin/activate",
+            "lib64/x",
+            ".keel/lock",
+        ] {
+            assert!(prefix_path_problem(bad).is_some(), "{bad:?}");
+        }
+        for good in [
+            "share/man/man1/x.1",
+            "bin/tool",
+            "etc/jupyter/x.json",
+            "pyvenv.cfg.d/x",
+        ] {
+            assert!(prefix_path_problem(good).is_none(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_a_drive_letter_in_any_component() {
+        assert!(validate_relative_path("C:/x").is_err());
+        assert!(validate_relative_path("pkg-1.0.data/data/C:/x").is_err());
+        assert!(validate_relative_path("pkg/a:b.py").is_err());
+        assert!(validate_relative_path("pkg/ab:c.py").is_ok());
+    }
 
     #[test]
     fn classifies_root_and_data_entries() {

@@ -28,7 +28,10 @@ pub use error::{Error, Rule, Violation};
 pub use extract::{ExtractedFile, WheelArchive};
 pub use filename::{WheelFilename, normalize_name};
 pub use hash::{HashAlgorithm, Hasher, RecordHash};
-pub use layout::{DataKey, EntryDestination, classify_entry, validate_relative_path};
+pub use layout::{
+    DataKey, EntryDestination, classify_entry, prefix_path_problem, script_name_problem,
+    validate_relative_path,
+};
 pub use metadata::{CoreMetadata, WheelInfo};
 pub use record::{RecordEntry, parse_record, write_record};
 pub use zip_structure::Limits;
