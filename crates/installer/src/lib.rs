@@ -389,7 +389,7 @@ pub fn install(
     };
     report.link_mode = Some(mode);
     let hash_everything = options.verification == Verification::Full;
-    let results = stage::stage(&mut jobs, &layout, mode, hash_everything)?;
+    let results = stage::stage(&mut jobs, &layout, mode, hash_everything, &cancelled)?;
     let mut damaged = Vec::new();
     for (index, result) in results.into_iter().enumerate() {
         match result {
@@ -437,7 +437,7 @@ pub fn install(
             job.root.clone(),
             &layout,
         )?];
-        match stage::stage(&mut fresh, &layout, mode, hash_everything)?.pop() {
+        match stage::stage(&mut fresh, &layout, mode, hash_everything, &cancelled)?.pop() {
             Some(Staged::Ok {
                 hashed, trusted, ..
             }) => {

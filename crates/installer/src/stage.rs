@@ -280,6 +280,7 @@ pub(crate) fn stage(
     layout: &Layout,
     mode: LinkMode,
     hash_everything: bool,
+    cancelled: &(dyn Fn() -> bool + Sync),
 ) -> Result<Vec<Staged>, Error> {
     jobs.par_iter()
         .try_for_each(|job| job.create_directories(layout))?;
@@ -290,8 +291,17 @@ pub(crate) fn stage(
         .collect();
     let results: Vec<Result<FileOutcome, Error>> = work
         .par_iter()
-        .map(|&(j, f)| stage_file(&jobs[j], &jobs[j].files[f], layout, mode, hash_everything))
+        .map(|&(j, f)| {
+            // Ctrl-C: stop linking and hashing now; the caller removes staging.
+            if cancelled() {
+                return Err(Error::Interrupted);
+            }
+            stage_file(&jobs[j], &jobs[j].files[f], layout, mode, hash_everything)
+        })
         .collect();
+    if cancelled() {
+        return Err(Error::Interrupted);
+    }
 
     let mut staged: Vec<Staged> = jobs
         .iter()
