@@ -3,8 +3,9 @@
 //! and proven against RECORD; then the files keel writes itself (scripts,
 //! `INSTALLER`, `REQUESTED`, `direct_url.json`, the new `RECORD`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -211,49 +212,34 @@ impl WheelJob {
         all
     }
 
-    fn create_directories(&self, layout: &Layout) -> Result<(), Error> {
-        let mut dirs = BTreeSet::new();
-        dirs.insert(self.root.clone());
-        dirs.insert(
-            self.root
-                .join(&layout.site_packages)
-                .join(&self.archive.manifest.dist_info),
-        );
-        if !self.archive.manifest.entry_points.is_empty() {
-            dirs.insert(self.root.join(&layout.scripts));
-        }
-        for file in &self.files {
-            if file.action != Action::CheckOnly
-                && let Some(parent) = self.root.join(&file.dest).parent()
-            {
-                dirs.insert(parent.to_path_buf());
-            }
-        }
-        // Sorted order creates parents before children; each directory once.
-        let mut created: BTreeSet<PathBuf> = BTreeSet::new();
-        for dir in dirs {
-            let mut missing = Vec::new();
+    /// Adds every directory this wheel's staging tree needs (its root
+    /// included, the staging directory above it not) to `dirs`.
+    fn directories(&self, layout: &Layout, dirs: &mut HashSet<PathBuf>) {
+        let dist_info = self
+            .root
+            .join(&layout.site_packages)
+            .join(&self.archive.manifest.dist_info);
+        let scripts = (!self.archive.manifest.entry_points.is_empty())
+            .then(|| self.root.join(&layout.scripts));
+        let parents = self
+            .files
+            .iter()
+            .filter(|file| file.action != Action::CheckOnly)
+            .filter_map(|file| self.root.join(&file.dest).parent().map(Path::to_path_buf));
+        for dir in [self.root.clone(), dist_info]
+            .into_iter()
+            .chain(scripts)
+            .chain(parents)
+        {
+            // Walk up until a directory already known (or the root).
             let mut cursor = Some(dir.as_path());
             while let Some(d) = cursor {
-                if created.contains(d)
-                    || d.as_os_str().is_empty()
-                    || d == self.root.parent().unwrap_or(Path::new("/"))
-                {
+                if !d.starts_with(&self.root) || !dirs.insert(d.to_path_buf()) {
                     break;
                 }
-                missing.push(d.to_path_buf());
                 cursor = d.parent();
             }
-            for d in missing.into_iter().rev() {
-                match fs_err::create_dir(&d) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(e.into()),
-                }
-                created.insert(d);
-            }
         }
-        Ok(())
     }
 }
 
@@ -282,8 +268,7 @@ pub(crate) fn stage(
     hash_everything: bool,
     cancelled: &(dyn Fn() -> bool + Sync),
 ) -> Result<Vec<Staged>, Error> {
-    jobs.par_iter()
-        .try_for_each(|job| job.create_directories(layout))?;
+    create_directories(jobs, layout)?;
     let work: Vec<(usize, usize)> = jobs
         .iter()
         .enumerate()
@@ -341,6 +326,42 @@ pub(crate) fn stage(
         }
     }
     Ok(staged)
+}
+
+/// Creates every staging directory of `jobs`, each once: level by level (a
+/// level's parents all exist), each level on every core. A large wheel
+/// (Django's thousands of locale directories) would otherwise be one long
+/// sequence of `mkdir`s on one core.
+fn create_directories(jobs: &[WheelJob], layout: &Layout) -> Result<(), Error> {
+    let mut dirs = HashSet::new();
+    for job in jobs {
+        job.directories(layout, &mut dirs);
+    }
+    let depth = |path: &PathBuf| {
+        path.as_os_str()
+            .as_bytes()
+            .iter()
+            .filter(|&&b| b == b'/')
+            .count()
+    };
+    let mut levels: Vec<Vec<PathBuf>> = Vec::new();
+    for dir in dirs {
+        let level = depth(&dir);
+        if levels.len() <= level {
+            levels.resize_with(level + 1, Vec::new);
+        }
+        levels[level].push(dir);
+    }
+    for level in levels.iter().filter(|level| !level.is_empty()) {
+        level
+            .par_iter()
+            .try_for_each(|dir| match fs_err::create_dir(dir) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(Error::from(e)),
+            })?;
+    }
+    Ok(())
 }
 
 enum FileOutcome {
