@@ -125,7 +125,8 @@ impl WheelJob {
                 Error::InvalidWheel(keel_wheel::Error::invalid(&source.path, &file.path, rule))
             };
             keel_wheel::validate_relative_path(&file.path).map_err(invalid)?;
-            let (dest, action) = match classify_entry(&file.path, &data_dir).map_err(invalid)? {
+            let destination = classify_entry(&file.path, &data_dir).map_err(invalid)?;
+            let (dest, action) = match destination {
                 EntryDestination::Root(path) => {
                     let generated = path
                         .strip_prefix(manifest.dist_info.as_str())
@@ -163,7 +164,13 @@ impl WheelJob {
                 }
                 EntryDestination::Data(DataKey::Data, path) => (PathBuf::from(path), Action::Link),
             };
-            if crate::commit::is_protected(&layout.env, &layout.env.root().join(&dest)) {
+            // Only `data` and `scripts` files can land on the environment's
+            // own files (`pyvenv.cfg`, `bin/python`); site-packages cannot.
+            if matches!(
+                destination,
+                EntryDestination::Data(DataKey::Data | DataKey::Scripts, _)
+            ) && crate::commit::is_protected(&layout.env, &layout.env.root().join(&dest))
+            {
                 return Err(invalid(keel_wheel::Rule::UnsafePath(
                     "it would overwrite a file of the virtual environment itself",
                 )));
@@ -231,10 +238,12 @@ impl WheelJob {
             .chain(scripts)
             .chain(parents)
         {
-            // Walk up until a directory already known (or the root).
+            // Walk up until a directory already known, or above the root
+            // (every directory here is the root or below it: compare lengths).
+            let root_len = self.root.as_os_str().len();
             let mut cursor = Some(dir.as_path());
             while let Some(d) = cursor {
-                if !d.starts_with(&self.root) || !dirs.insert(d.to_path_buf()) {
+                if d.as_os_str().len() < root_len || !dirs.insert(d.to_path_buf()) {
                     break;
                 }
                 cursor = d.parent();
