@@ -104,6 +104,47 @@ enum CacheCommand {
         #[command(flatten)]
         cache: CacheDirArg,
     },
+    /// Remove the whole cache, or the archives and pointers of the
+    /// distributions named, whatever permissions a failed build left behind.
+    /// Waits for running installs.
+    Clean {
+        /// Only these distributions (any spelling) [default: everything].
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+        /// Say what would be removed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        cache: CacheDirArg,
+    },
+    /// Remove what nothing refers to: archives without pointers, pointers
+    /// without archives, damaged archives, unfinished unpacks. Waits for
+    /// running installs.
+    Prune {
+        /// Say what would be removed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        cache: CacheDirArg,
+    },
+    /// Hash every file of every cached archive against its wheel's RECORD;
+    /// exit 0 only when every archive is intact (or was repaired).
+    Verify {
+        /// Re-extract damaged archives from their wheels (where the wheel is
+        /// still where it was unpacked from; otherwise forget the archive).
+        #[arg(long)]
+        repair: bool,
+        /// Print a machine-readable JSON report on stdout.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        cache: CacheDirArg,
+    },
+    /// Print how much the cache holds.
+    Size {
+        #[command(flatten)]
+        cache: CacheDirArg,
+    },
 }
 
 #[derive(clap::Args)]
@@ -174,14 +215,69 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<ExitCode, CliError> {
-    if let Command::Verify { venv, json, names } = &cli.command {
-        let venv = match venv {
-            Some(venv) => venv.clone(),
-            None => default_venv()?,
-        };
-        return verify(&venv, names, *json, cli.quiet);
+    match &cli.command {
+        Command::Verify { venv, json, names } => {
+            let venv = match venv {
+                Some(venv) => venv.clone(),
+                None => default_venv()?,
+            };
+            verify(&venv, names, *json, cli.quiet)
+        }
+        Command::Cache { command } => cache(command, cli.quiet),
+        _ => run_changing(cli).map(|()| ExitCode::SUCCESS),
     }
-    run_changing(cli).map(|()| ExitCode::SUCCESS)
+}
+
+fn cache(command: &CacheCommand, quiet: bool) -> Result<ExitCode, CliError> {
+    let start = Instant::now();
+    match command {
+        CacheCommand::Dir { cache } => println!("{}", cache.resolve()?.display()),
+        CacheCommand::Clean {
+            names,
+            dry_run,
+            cache,
+        } => {
+            let cache = keel_cache::Cache::at(&cache.resolve()?)?;
+            let report = cache.clean(names, *dry_run)?;
+            if !quiet {
+                output::print_clean(&report, cache.root(), names, *dry_run);
+            }
+        }
+        CacheCommand::Prune { dry_run, cache } => {
+            let cache = keel_cache::Cache::at(&cache.resolve()?)?;
+            let report = cache.prune(*dry_run)?;
+            if !quiet {
+                output::print_prune(&report, cache.root(), *dry_run);
+            }
+        }
+        CacheCommand::Verify {
+            repair,
+            json,
+            cache,
+        } => {
+            let cache = keel_cache::Cache::at(&cache.resolve()?)?;
+            let report = cache.verify(*repair)?;
+            if *json {
+                let value = serde_json::json!({
+                    "cache": report.cache,
+                    "healthy": report.is_healthy(),
+                    "archives": report.archives,
+                    "unreferenced": report.unreferenced,
+                });
+                println!("{value:#}");
+            } else if !quiet || !report.is_healthy() {
+                output::print_cache_verify(&report, start.elapsed());
+            }
+            if !report.is_healthy() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        CacheCommand::Size { cache } => {
+            let cache = keel_cache::Cache::at(&cache.resolve()?)?;
+            output::print_size(&cache.size(), cache.root());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn verify(
@@ -215,7 +311,7 @@ fn verify(
 
 fn run_changing(cli: &Cli) -> Result<(), CliError> {
     match &cli.command {
-        Command::Verify { .. } => Ok(()),
+        Command::Verify { .. } | Command::Cache { .. } => Ok(()),
         Command::Install(args) => install(args, false, cli.quiet),
         Command::Sync(args) => install(args, true, cli.quiet),
         Command::Uninstall(args) => uninstall(args, cli.quiet),
@@ -228,12 +324,6 @@ fn run_changing(cli: &Cli) -> Result<(), CliError> {
             if recovered.is_empty() && !cli.quiet {
                 eprintln!("Nothing to recover in {}", venv.display());
             }
-            Ok(())
-        }
-        Command::Cache {
-            command: CacheCommand::Dir { cache },
-        } => {
-            println!("{}", cache.resolve()?.display());
             Ok(())
         }
     }

@@ -255,3 +255,207 @@ pub fn print_audit(
         format_duration(elapsed)
     );
 }
+
+/// `4,211`.
+fn thousands(n: u64) -> String {
+    indicatif::HumanCount(n).to_string()
+}
+
+/// `312.4 MiB` (binary units, one decimal).
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+fn files_and_bytes(removed: &keel_cache::Removed) -> String {
+    let files = if removed.files == 1 { "file" } else { "files" };
+    format!(
+        "{} {files} ({})",
+        thousands(removed.files),
+        human_bytes(removed.bytes)
+    )
+}
+
+/// `Removed 4,211 files (312.4 MiB) from …` (or `Would remove …`).
+pub fn print_clean(
+    report: &keel_cache::maintenance::CleanReport,
+    root: &std::path::Path,
+    names: &[String],
+    dry_run: bool,
+) {
+    if !report.existed {
+        eprintln!("No cache at {}: nothing to clean", root.display());
+        return;
+    }
+    for name in &report.not_cached {
+        eprintln!("No cache entries for {name}");
+    }
+    let verb = if dry_run { "Would remove" } else { "Removed" };
+    let what = if names.is_empty() {
+        format!("from {}", root.display())
+    } else {
+        format!("of {} from {}", names.join(", "), root.display())
+    };
+    eprintln!("{verb} {} {what}", files_and_bytes(&report.removed));
+    if report.removed.unreadable_dirs > 0 {
+        eprintln!(
+            "{} directories could not be read without changing their permissions; their contents are not counted",
+            report.removed.unreadable_dirs
+        );
+    }
+}
+
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// What `keel cache prune` removed, by kind, then the total.
+pub fn print_prune(
+    report: &keel_cache::maintenance::PruneReport,
+    root: &std::path::Path,
+    dry_run: bool,
+) {
+    if report.is_empty() {
+        eprintln!("Nothing to prune in {}", root.display());
+        return;
+    }
+    let mut kinds = Vec::new();
+    let archives = report.unreferenced_archives.len();
+    if archives > 0 {
+        kinds.push(count(
+            archives,
+            "unreferenced archive",
+            "unreferenced archives",
+        ));
+    }
+    if !report.damaged_archives.is_empty() {
+        kinds.push(count(
+            report.damaged_archives.len(),
+            "damaged archive",
+            "damaged archives",
+        ));
+    }
+    if !report.dangling_pointers.is_empty() {
+        kinds.push(count(
+            report.dangling_pointers.len(),
+            "dangling pointer",
+            "dangling pointers",
+        ));
+    }
+    if report.unfinished_unpacks > 0 {
+        kinds.push(count(
+            report.unfinished_unpacks,
+            "unfinished unpack",
+            "unfinished unpacks",
+        ));
+    }
+    if report.partial_files > 0 {
+        kinds.push(count(
+            report.partial_files,
+            "unfinished write",
+            "unfinished writes",
+        ));
+    }
+    let verb = if dry_run { "Would remove" } else { "Removed" };
+    eprintln!(
+        "{verb} {}: {} from {}",
+        kinds.join(", "),
+        files_and_bytes(&report.removed),
+        root.display()
+    );
+}
+
+/// `keel cache verify`: a block per damaged archive, then a summary line.
+pub fn print_cache_verify(report: &keel_cache::maintenance::VerifyReport, elapsed: Duration) {
+    use keel_cache::maintenance::RepairAction;
+    let mut files = 0u64;
+    let mut bytes = 0u64;
+    for archive in &report.archives {
+        files += archive.files as u64;
+        bytes += archive.bytes;
+        if !archive.is_damaged() {
+            continue;
+        }
+        let place = archive
+            .archive
+            .as_deref()
+            .map(|id| format!(" (archive {id})"))
+            .unwrap_or_default();
+        println!("{}{place}: damaged", archive.wheel);
+        if let Some(problem) = &archive.problem {
+            println!("  {problem}");
+        }
+        for file in &archive.damaged {
+            println!("  {}: {}", file.entry, file.reason);
+        }
+        match &archive.repair {
+            Some(RepairAction::Reextracted { from, archive }) => {
+                println!(
+                    "  repaired: re-extracted from {} into {archive}",
+                    from.display()
+                )
+            }
+            Some(RepairAction::Forgotten { reason }) => {
+                println!("  removed: {reason}; the next install of it unpacks it again")
+            }
+            Some(RepairAction::Failed { reason }) => println!("  repair failed: {reason}"),
+            None => {}
+        }
+    }
+    if !report.unreferenced.is_empty() {
+        println!(
+            "{} no pointer leads to ({}); `keel cache prune` removes them",
+            count(report.unreferenced.len(), "archive", "archives"),
+            report.unreferenced.join(", ")
+        );
+    }
+    let restamped: usize = report.archives.iter().map(|a| a.restamped).sum();
+    let damaged = report.damaged();
+    let repaired = report
+        .archives
+        .iter()
+        .filter(|a| a.is_damaged() && !a.needs_attention())
+        .count();
+    let mut verdict = if damaged == 0 {
+        "all intact".to_string()
+    } else if repaired == damaged {
+        format!("{damaged} damaged, all repaired")
+    } else if repaired > 0 {
+        format!("{damaged} damaged, {repaired} repaired (run `keel cache verify --repair`)")
+    } else {
+        format!("{damaged} damaged (run `keel cache verify --repair`)")
+    };
+    if restamped > 0 {
+        verdict.push_str(&format!(
+            "; {} changed on disk but not in content",
+            count(restamped, "file", "files")
+        ));
+    }
+    eprintln!(
+        "Checked {} ({} files, {}) in {} in {}: {verdict}",
+        count(report.archives.len(), "archive", "archives"),
+        thousands(files),
+        human_bytes(bytes),
+        report.cache.display(),
+        format_duration(elapsed)
+    );
+}
+
+/// `keel cache size`: `312.4 MiB (4,211 files) in …`.
+pub fn print_size(size: &keel_cache::Removed, root: &std::path::Path) {
+    println!(
+        "{} ({} files) in {}",
+        human_bytes(size.bytes),
+        thousands(size.files),
+        root.display()
+    );
+}

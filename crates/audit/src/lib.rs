@@ -21,10 +21,20 @@ use serde::Serialize;
 pub enum Error {
     #[error(transparent)]
     Environment(#[from] keel_venv::Error),
-    #[error("no distribution named `{name}` is installed")]
-    NotInstalled { name: String },
+    /// Names given on the command line, as the user spelled them, that match
+    /// no installed distribution (in the order given).
+    #[error("{}", not_installed_message(names))]
+    NotInstalled { names: Vec<String> },
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+fn not_installed_message(names: &[String]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    match quoted.as_slice() {
+        [one] => format!("no distribution named {one} is installed"),
+        _ => format!("no distributions named {} are installed", quoted.join(", ")),
+    }
 }
 
 /// The state of one distribution.
@@ -37,12 +47,15 @@ pub enum Status {
     NoRecord,
 }
 
-/// A listed file whose content is not what RECORD says.
+/// A listed file whose content is not what RECORD says, or that cannot be
+/// read; or a directory of the distribution that cannot be listed (so its
+/// unlisted files cannot be looked for).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Modified {
-    /// The path as RECORD spells it.
+    /// The path as RECORD spells it (a directory: relative to the directory
+    /// holding `.dist-info`, `/`-separated, as RECORD would spell it).
     pub path: String,
-    /// `size`, `hash`, or `not-a-regular-file`.
+    /// `size`, `hash`, `not-a-regular-file`, or `unreadable`.
     pub reason: &'static str,
 }
 
@@ -92,10 +105,18 @@ pub fn audit(env: &Environment, names: &[String]) -> Result<Report, Error> {
     let mut dists = env.installed()?;
     if !names.is_empty() {
         let wanted: HashSet<String> = names.iter().map(|n| normalize_name(n)).collect();
-        for name in &wanted {
-            if !dists.iter().any(|d| &d.name == name) {
-                return Err(Error::NotInstalled { name: name.clone() });
+        // Named as the user spelled them, in their order, each once.
+        let mut unknown: Vec<String> = Vec::new();
+        for name in names {
+            let normalized = normalize_name(name);
+            if !dists.iter().any(|d| d.name == normalized)
+                && !unknown.iter().any(|u| normalize_name(u) == normalized)
+            {
+                unknown.push(name.clone());
             }
+        }
+        if !unknown.is_empty() {
+            return Err(Error::NotInstalled { names: unknown });
         }
         // Unlisted files are judged against every RECORD, so read them all.
         let all = dists.clone();
@@ -137,7 +158,8 @@ fn audit_distributions(
             {
                 own_roots.insert(env.site_packages().join(first));
             }
-            if row.hash.is_none() && row.path.ends_with("RECORD") {
+            // RECORD cannot hold its own hash; that it exists was just read.
+            if path == dist.record_path() {
                 continue;
             }
             files += 1;
@@ -175,7 +197,7 @@ fn audit_distributions(
         }
     }
 
-    for (report, own_roots) in reports.iter_mut().zip(&roots) {
+    for ((report, own_roots), dist) in reports.iter_mut().zip(&roots).zip(dists) {
         if report.status == Status::NoRecord {
             continue;
         }
@@ -184,7 +206,25 @@ fn audit_distributions(
                 .follow_links(false)
                 .sort_by_file_name()
             {
-                let Ok(entry) = entry else { continue };
+                let entry = match entry {
+                    Ok(entry) => entry,
+                    Err(error) => {
+                        // Gone (a removed package directory, whose files are
+                        // reported missing): nothing to list. Any other error
+                        // hides what the directory holds: not provably intact.
+                        let gone = error
+                            .io_error()
+                            .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+                        if let (false, Some(path)) = (gone, error.path()) {
+                            report.modified.push(Modified {
+                                path: record_spelling(dist, path),
+                                reason: "unreadable",
+                            });
+                            report.status = Status::Damaged;
+                        }
+                        continue;
+                    }
+                };
                 if entry.file_type().is_dir() {
                     continue;
                 }
@@ -219,7 +259,17 @@ fn check_file(check: &Check) -> Option<Finding> {
     };
     let metadata = match fs_err::symlink_metadata(&check.path) {
         Ok(metadata) => metadata,
-        Err(_) => return Some(Finding::Missing(check.record_path.clone())),
+        // Not there, or a parent directory is now a file.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Some(Finding::Missing(check.record_path.clone()));
+        }
+        // There, maybe, behind a directory this user may not search.
+        Err(_) => return modified("unreadable"),
     };
     if !metadata.is_file() {
         return modified("not-a-regular-file");
@@ -248,20 +298,48 @@ fn check_file(check: &Check) -> Option<Finding> {
     })
 }
 
+/// A path as a RECORD of `dist` would spell it: relative to the directory
+/// holding `.dist-info`, `/`-separated.
+fn record_spelling(dist: &InstalledDistribution, path: &Path) -> String {
+    match dist.dist_info.parent().and_then(|base| path.strip_prefix(base).ok()) {
+        Some(relative) => relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/"),
+        None => path.display().to_string(),
+    }
+}
+
 /// `pkg/__pycache__/mod.cpython-311.pyc` (or `.opt-1.pyc`) of a claimed
-/// `pkg/mod.py`: Python writes these at import time.
+/// `pkg/mod.py`: Python writes these at import time. The name must have the
+/// shape Python gives it (PEP 3147 `{stem}.{tag}.pyc`, PEP 488
+/// `{stem}.{tag}.opt-{level}.pyc`, as `importlib.util.source_from_cache`
+/// requires); anything else in `__pycache__` is a file no RECORD lists.
 fn is_bytecode_of_claimed(path: &Path, claimed: &HashSet<PathBuf>) -> bool {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
         return false;
     };
-    if dir.file_name().is_none_or(|d| d != "__pycache__") || !name.ends_with(".pyc") {
+    if dir.file_name().is_none_or(|d| d != "__pycache__") {
         return false;
     }
-    let Some(stem) = name.split('.').next() else {
-        return false;
+    let parts: Vec<&str> = name.split('.').collect();
+    let stem = match parts.as_slice() {
+        [stem, tag, "pyc"] if !tag.is_empty() => stem,
+        [stem, tag, optimization, "pyc"]
+            if !tag.is_empty()
+                && optimization.strip_prefix("opt-").is_some_and(|level| {
+                    !level.is_empty() && level.chars().all(|c| c.is_ascii_alphanumeric())
+                }) =>
+        {
+            stem
+        }
+        _ => return false,
     };
-    dir.parent()
-        .is_some_and(|pkg| claimed.contains(&pkg.join(format!("{stem}.py"))))
+    !stem.is_empty()
+        && dir
+            .parent()
+            .is_some_and(|pkg| claimed.contains(&pkg.join(format!("{stem}.py"))))
 }
 
 #[cfg(test)]
@@ -287,5 +365,45 @@ mod tests {
             Path::new("/s/pkg/mod.pyc"),
             &claimed
         ));
+    }
+
+    #[test]
+    fn only_names_python_gives_bytecode_count_as_bytecode() {
+        let claimed: HashSet<PathBuf> = [PathBuf::from("/s/pkg/mod.py")].into_iter().collect();
+        for name in [
+            "mod.pyc",
+            "mod..pyc",
+            "mod.cpython-311.evil.pyc",
+            "mod.cpython-311.opt-.pyc",
+            "mod.cpython-311.opt-1.x.pyc",
+            "mod.cpython-311.py",
+            "mod.cpython-311.pyc.bak",
+            ".cpython-311.pyc",
+        ] {
+            let path = Path::new("/s/pkg/__pycache__").join(name);
+            assert!(!is_bytecode_of_claimed(&path, &claimed), "{name}");
+        }
+        assert!(is_bytecode_of_claimed(
+            Path::new("/s/pkg/__pycache__/mod.pypy39.opt-1.pyc"),
+            &claimed
+        ));
+    }
+
+    #[test]
+    fn unknown_names_are_reported_as_spelled() {
+        let one = Error::NotInstalled {
+            names: vec!["Keel_Nope".to_string()],
+        };
+        assert_eq!(
+            one.to_string(),
+            "no distribution named `Keel_Nope` is installed"
+        );
+        let two = Error::NotInstalled {
+            names: vec!["a".to_string(), "B.c".to_string()],
+        };
+        assert_eq!(
+            two.to_string(),
+            "no distributions named `a`, `B.c` are installed"
+        );
     }
 }

@@ -20,17 +20,30 @@
 //! so a warm install never hashes the `.whl`. An archive is never edited in
 //! place: a damaged archive is abandoned and a fresh one unpacked beside it,
 //! then the pointer is replaced with one `rename`.
+//!
+//! Maintenance (`keel cache clean`, `prune`, `verify`, `size`) lives in
+//! [`maintenance`]; locks in [`CacheLock`].
 
+mod integrity;
 mod lock;
+pub mod maintenance;
 mod manifest;
+mod removal;
 
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use keel_wheel::{WheelArchive, WheelFilename};
 
+pub use integrity::{
+    Damage, O_NOFOLLOW, O_NONBLOCK, Proof, check_file, check_metadata, hash_matches, hash_reader,
+    open_no_follow,
+};
 pub use lock::CacheLock;
 pub use manifest::{Manifest, ManifestEntryPoint, ManifestFile, Stamp};
+pub use removal::Removed;
+
+use lock::LockKind;
 
 /// Everything that can go wrong in the cache.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +81,22 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    #[error("cannot remove `{}`", path.display())]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("`{}` is not a directory (keel never follows a symlink inside its cache)", path.display())]
+    NotADirectory { path: PathBuf },
+
+    #[error(
+        "`{}` does not look like a keel cache (no CACHEDIR.TAG written by keel, no archives-v1/ or pointers-v1/); refusing to remove anything in it",
+        path.display()
+    )]
+    NotACache { path: PathBuf },
+
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -76,6 +105,11 @@ pub enum Error {
 const ARCHIVES: &str = "archives-v1";
 const POINTERS: &str = "pointers-v1";
 const TMP: &str = "tmp";
+const LOCK: &str = ".lock";
+const TAG: &str = "CACHEDIR.TAG";
+/// Prefix of the temporary files behind atomic writes (pointers,
+/// manifests); a killed process may leave one, which `cache prune` removes.
+const PARTIAL: &str = ".partial-";
 
 /// A wheel file the user named, with the stat that keys its pointer.
 #[derive(Debug, Clone)]
@@ -155,6 +189,23 @@ pub enum Lookup {
     Damaged { reason: String },
 }
 
+/// What [`Cache::unpack`] did.
+#[derive(Debug)]
+pub enum Unpack {
+    /// This process unpacked the wheel.
+    Fresh(Archive),
+    /// Another process unpacked it while this one waited for its turn.
+    FoundReady(Archive),
+}
+
+impl Unpack {
+    pub fn into_archive(self) -> Archive {
+        match self {
+            Unpack::Fresh(archive) | Unpack::FoundReady(archive) => archive,
+        }
+    }
+}
+
 /// The archive cache at one root directory.
 #[derive(Debug, Clone)]
 pub struct Cache {
@@ -180,44 +231,55 @@ impl Cache {
             .ok_or(Error::NoCacheDir)
     }
 
-    /// Opens (creating if needed) the cache at `root`.
+    /// Opens (creating if needed) the cache at `root`. Takes no lock: an
+    /// install calls [`Cache::at`] and then [`Cache::lock_shared`], which
+    /// creates the layout once the lock is held (a `cache clean` that held
+    /// the lock meanwhile may have removed it).
     pub fn open(root: &Path) -> Result<Self, Error> {
-        let root = std::path::absolute(root)?;
-        for dir in [ARCHIVES, POINTERS, TMP] {
-            fs_err::create_dir_all(root.join(dir))?;
-        }
-        let tag = root.join("CACHEDIR.TAG");
-        if !tag.exists() {
-            // https://bford.info/cachedir/
-            write_atomically(
-                &root,
-                &tag,
-                b"Signature: 8a477f597d28d172789f06886806bc55\n# This directory is keel's cache. See https://bford.info/cachedir/\n",
-            )?;
-        }
-        Ok(Cache { root })
+        let cache = Cache::at(root)?;
+        cache.ensure_layout()?;
+        Ok(cache)
     }
 
-    /// Opens the cache at `root` without creating anything (for `cache dir`,
-    /// `cache clean` on a cache that may not exist).
+    /// The cache at `root`, without creating or locking anything.
     pub fn at(root: &Path) -> Result<Self, Error> {
         Ok(Cache {
             root: std::path::absolute(root)?,
         })
     }
 
+    /// Creates the subdirectories and `CACHEDIR.TAG` where missing.
+    fn ensure_layout(&self) -> Result<(), Error> {
+        for dir in [ARCHIVES, POINTERS, TMP] {
+            fs_err::create_dir_all(self.root.join(dir))?;
+        }
+        let tag = self.root.join(TAG);
+        if !tag.exists() {
+            // https://bford.info/cachedir/
+            write_atomically(
+                &self.root,
+                &tag,
+                b"Signature: 8a477f597d28d172789f06886806bc55\n# This directory is keel's cache. See https://bford.info/cachedir/\n",
+            )?;
+        }
+        Ok(())
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// A shared lock: any number of installs at once.
+    /// A shared lock: any number of installs at once, none during a clean,
+    /// prune or repair. Creates the cache's layout once it is held.
     pub fn lock_shared(&self) -> Result<CacheLock, Error> {
-        CacheLock::acquire(&self.root.join(".lock"), false)
+        let lock = CacheLock::acquire(&self.root.join(LOCK), LockKind::CacheShared)?;
+        self.ensure_layout()?;
+        Ok(lock)
     }
 
-    /// An exclusive lock: waits for every install to finish.
+    /// An exclusive lock: waits for every install to finish, and says so.
     pub fn lock_exclusive(&self) -> Result<CacheLock, Error> {
-        CacheLock::acquire(&self.root.join(".lock"), true)
+        CacheLock::acquire(&self.root.join(LOCK), LockKind::CacheExclusive)
     }
 
     fn pointer_path(&self, wheel: &WheelSource) -> PathBuf {
@@ -233,78 +295,70 @@ impl Cache {
     /// Follows the wheel's pointer to its archive and reads the manifest.
     /// Reads two small files; touches nothing else.
     pub fn lookup(&self, wheel: &WheelSource) -> Result<Lookup, Error> {
-        let pointer_path = self.pointer_path(wheel);
-        let pointer = match fs_err::read(&pointer_path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lookup::Miss),
-            Err(e) => {
-                return Ok(Lookup::Damaged {
-                    reason: format!("pointer `{}` is unreadable: {e}", pointer_path.display()),
-                });
-            }
-        };
-        let Ok(pointer) = serde_json::from_slice::<manifest::Pointer>(&pointer) else {
-            return Ok(Lookup::Damaged {
-                reason: format!("pointer `{}` is malformed", pointer_path.display()),
-            });
+        Ok(self.follow_pointer(&self.pointer_path(wheel), &wheel.filename.to_string()))
+    }
+
+    /// Reads a pointer file and the manifest of the archive it names, which
+    /// must be the archive of the wheel file `wheel_name`.
+    pub(crate) fn follow_pointer(&self, pointer_path: &Path, wheel_name: &str) -> Lookup {
+        let damaged = |reason: String| Lookup::Damaged { reason };
+        let pointer = match read_pointer(pointer_path) {
+            Ok(Some(pointer)) => pointer,
+            Ok(None) => return Lookup::Miss,
+            Err(reason) => return damaged(reason),
         };
         let dir = self.root.join(ARCHIVES).join(&pointer.archive);
-        if pointer
-            .archive
-            .split('/')
-            .any(|c| c.is_empty() || c == "..")
-            || pointer.archive.split('/').count() != 2
-        {
-            return Ok(Lookup::Damaged {
-                reason: format!("pointer `{}` is malformed", pointer_path.display()),
-            });
-        }
-        let manifest_path = dir.join("manifest.json");
-        let manifest = match fs_err::read(&manifest_path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let reason = if dir.exists() {
-                    format!("manifest `{}` is missing", manifest_path.display())
-                } else {
-                    format!("archive `{}` is gone", dir.display())
-                };
-                return Ok(Lookup::Damaged { reason });
-            }
-            Err(e) => {
-                return Ok(Lookup::Damaged {
-                    reason: format!("manifest `{}` is unreadable: {e}", manifest_path.display()),
-                });
-            }
-        };
-        match serde_json::from_slice::<Manifest>(&manifest) {
-            Ok(manifest) if manifest.wheel == wheel.filename.to_string() => {
-                Ok(Lookup::Hit(Archive {
-                    id: pointer.archive,
-                    dir,
-                    manifest,
-                }))
-            }
-            Ok(manifest) => Ok(Lookup::Damaged {
-                reason: format!(
-                    "pointer `{}` leads to the archive of another wheel, {}",
-                    pointer_path.display(),
-                    manifest.wheel
-                ),
+        match read_manifest(&dir) {
+            Ok(manifest) if manifest.wheel == wheel_name => Lookup::Hit(Archive {
+                id: pointer.archive,
+                dir,
+                manifest,
             }),
-            Err(e) => Ok(Lookup::Damaged {
-                reason: format!("manifest `{}` is malformed: {e}", manifest_path.display()),
-            }),
+            Ok(manifest) => damaged(format!(
+                "pointer `{}` leads to the archive of another wheel, {}",
+                pointer_path.display(),
+                manifest.wheel
+            )),
+            Err(reason) => damaged(reason),
         }
     }
 
-    /// Unpacks a wheel into a fresh archive and points the wheel at it.
+    /// Unpacks a wheel into a fresh archive and points the wheel at it,
+    /// unless another process did so while this one waited for its turn.
+    ///
+    /// Unpacks of one distribution take turns (an exclusive lock on
+    /// `archives-v1/<name>/`), and the pointer is read again once the lock
+    /// is held: several processes unpacking the same wheel at once make one
+    /// archive. `stale` is the id of an archive of this wheel found damaged;
+    /// the pointer still leading there does not count as ready.
+    pub fn unpack(&self, wheel: &WheelSource, stale: Option<&str>) -> Result<Unpack, Error> {
+        let _turn = CacheLock::acquire(
+            &self
+                .root
+                .join(ARCHIVES)
+                .join(wheel.filename.normalized_name()),
+            LockKind::Unpack,
+        )?;
+        if let Lookup::Hit(archive) = self.lookup(wheel)?
+            && Some(archive.id.as_str()) != stale
+        {
+            tracing::debug!(
+                "{} was unpacked by another keel process meanwhile",
+                wheel.filename
+            );
+            return Ok(Unpack::FoundReady(archive));
+        }
+        self.unpack_now(wheel).map(Unpack::Fresh)
+    }
+
+    /// The unpack itself.
     ///
     /// The wheel is opened and checked, then extracted into a temporary
     /// directory inside the cache, every file hashed against RECORD as it is
     /// written (and the `.whl` hashed beside it for `direct_url.json`), then
     /// renamed into place; only then is the pointer replaced. A failure at
     /// any point leaves no archive and the old pointer (if any) untouched.
-    pub fn unpack(&self, wheel: &WheelSource) -> Result<Archive, Error> {
+    fn unpack_now(&self, wheel: &WheelSource) -> Result<Archive, Error> {
         let unpack_error = |source| match source {
             keel_wheel::Error::Io(_) => Error::Unpack {
                 wheel: wheel.path.clone(),
@@ -347,6 +401,7 @@ impl Cache {
         }
         let pointer = serde_json::to_vec(&manifest::Pointer {
             archive: id.clone(),
+            wheel: Some(wheel.path.clone()),
         })
         .map_err(|source| Error::Serialize {
             path: pointer_path.clone(),
@@ -379,9 +434,51 @@ impl Cache {
     }
 }
 
+/// Reads a pointer: `Ok(None)` when there is none, `Err(reason)` when it is
+/// unreadable, malformed or names no archive directory of this cache.
+pub(crate) fn read_pointer(path: &Path) -> Result<Option<manifest::Pointer>, String> {
+    let bytes = match fs_err::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("pointer `{}` is unreadable: {e}", path.display())),
+    };
+    let malformed = || format!("pointer `{}` is malformed", path.display());
+    let pointer = serde_json::from_slice::<manifest::Pointer>(&bytes).map_err(|_| malformed())?;
+    let parts: Vec<&str> = pointer.archive.split('/').collect();
+    if parts.len() != 2
+        || parts
+            .iter()
+            .any(|c| c.is_empty() || *c == "." || *c == "..")
+    {
+        return Err(malformed());
+    }
+    Ok(Some(pointer))
+}
+
+/// Reads an archive's manifest; `Err(reason)` says what is wrong.
+pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest, String> {
+    let path = dir.join("manifest.json");
+    let bytes = match fs_err::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(if dir.exists() {
+                format!("manifest `{}` is missing", path.display())
+            } else {
+                format!("archive `{}` is gone", dir.display())
+            });
+        }
+        Err(e) => return Err(format!("manifest `{}` is unreadable: {e}", path.display())),
+    };
+    serde_json::from_slice::<Manifest>(&bytes)
+        .map_err(|e| format!("manifest `{}` is malformed: {e}", path.display()))
+}
+
 /// Writes `bytes` to a temporary file in `dir`, then renames it over `path`.
 pub(crate) fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| annotate(e, dir))?;
+    let mut file = tempfile::Builder::new()
+        .prefix(PARTIAL)
+        .tempfile_in(dir)
+        .map_err(|e| annotate(e, dir))?;
     std::io::Write::write_all(&mut file, bytes).map_err(|e| annotate(e, path))?;
     file.persist(path).map_err(|e| annotate(e.error, path))?;
     Ok(())

@@ -13,6 +13,10 @@ use crate::Error;
 pub(crate) struct Pointer {
     /// `<name>/<id>` under `archives-v1/`.
     pub archive: String,
+    /// Where the wheel was when it was unpacked, for `keel cache verify
+    /// --repair` (absent in pointers of older keel versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wheel: Option<std::path::PathBuf>,
 }
 
 /// What keel remembers about an archive file at the moment it last hashed it.

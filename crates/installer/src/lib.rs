@@ -45,7 +45,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use keel_cache::{Cache, Lookup, WheelSource};
+use keel_cache::{Cache, Lookup, Unpack, WheelSource};
 use keel_venv::{Environment, InstalledDistribution};
 use keel_wheel::normalize_name;
 use rayon::prelude::*;
@@ -278,7 +278,7 @@ pub fn install(
         recovered: recover_locked(&env)?,
         ..InstallReport::default()
     };
-    let cache = Cache::open(&options.cache_dir)?;
+    let cache = Cache::at(&options.cache_dir)?;
     let _cache_lock = cache.lock_shared()?;
     let cancelled = || {
         options
@@ -430,7 +430,7 @@ pub fn install(
             reason,
         });
         stage::discard(job)?;
-        let archive = unpack(&cache, &job.source, options)?;
+        let archive = unpack(&cache, &job.source, Some(&job.archive.id), options)?.into_archive();
         let mut fresh = vec![WheelJob::plan(
             job.source.clone(),
             archive,
@@ -653,35 +653,39 @@ fn obtain_archive(
 ) -> Result<(keel_cache::Archive, ArchiveOrigin), Error> {
     match cache.lookup(source)? {
         Lookup::Hit(archive) => Ok((archive, ArchiveOrigin::Reused)),
-        Lookup::Miss => Ok((unpack(cache, source, options)?, ArchiveOrigin::Unpacked)),
+        Lookup::Miss => Ok(match unpack(cache, source, None, options)? {
+            Unpack::Fresh(archive) => (archive, ArchiveOrigin::Unpacked),
+            // Another process unpacked it while this one waited: a reuse.
+            Unpack::FoundReady(archive) => (archive, ArchiveOrigin::Reused),
+        }),
         Lookup::Damaged { reason } => {
             tracing::warn!(
                 "the cached archive of {} is damaged ({reason}); re-extracting it from {}",
                 source.filename,
                 source.path.display()
             );
-            Ok((
-                unpack(cache, source, options)?,
-                ArchiveOrigin::Repaired(reason),
-            ))
+            let archive = unpack(cache, source, None, options)?.into_archive();
+            Ok((archive, ArchiveOrigin::Repaired(reason)))
         }
     }
 }
 
+/// Unpacks a wheel (unless another process just did), telling the reporter.
 fn unpack(
     cache: &Cache,
     source: &WheelSource,
+    stale: Option<&str>,
     options: &InstallOptions,
-) -> Result<keel_cache::Archive, Error> {
+) -> Result<Unpack, Error> {
     let name = source.filename.to_string();
     if let Some(reporter) = &options.reporter {
         reporter.on_unpack_start(&name, source.size);
     }
-    let archive = cache.unpack(source);
+    let unpacked = cache.unpack(source, stale);
     if let Some(reporter) = &options.reporter {
         reporter.on_unpack_complete(&name);
     }
-    Ok(archive?)
+    Ok(unpacked?)
 }
 
 /// Two wheels of one transaction may not install the same file.

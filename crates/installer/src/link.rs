@@ -5,7 +5,6 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use fs_err::os::unix::fs::OpenOptionsExt as _;
 use keel_cache::{ManifestFile, Stamp};
 use keel_wheel::{HashAlgorithm, Hasher, RecordHash};
 
@@ -69,37 +68,7 @@ impl LinkMode {
     }
 }
 
-/// How a staged file was proven to match RECORD.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Proof {
-    /// The archive file's stat still equals its stamp.
-    Stamp,
-    /// Hashed; `Some` carries a new stamp for the archive file, whose stat
-    /// had changed while its content had not.
-    Hash(Option<Stamp>),
-}
-
-/// Why an archive file cannot be used.
-#[derive(Debug)]
-pub(crate) enum Damage {
-    Missing,
-    NotARegularFile,
-    Size { expected: u64, actual: u64 },
-    Content,
-    Unreadable(std::io::Error),
-}
-
-impl std::fmt::Display for Damage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Damage::Missing => write!(f, "missing"),
-            Damage::NotARegularFile => write!(f, "not a regular file"),
-            Damage::Size { expected, actual } => write!(f, "{actual} bytes instead of {expected}"),
-            Damage::Content => write!(f, "content does not match RECORD"),
-            Damage::Unreadable(e) => write!(f, "unreadable ({e})"),
-        }
-    }
-}
+pub(crate) use keel_cache::{Damage, Proof};
 
 /// The outcome of staging one file: `Err` is a real I/O error on the
 /// staging side; `Ok(Err(damage))` blames the archive.
@@ -120,8 +89,14 @@ pub(crate) fn place(
         #[allow(clippy::disallowed_methods)]
         LinkMode::Hardlink => match std::fs::hard_link(source, target) {
             Ok(()) => {
+                // The staged file *is* the archive file.
                 let metadata = fs_err::symlink_metadata(target)?;
-                Ok(prove(&metadata, target, expected, hash_everything))
+                Ok(keel_cache::check_metadata(
+                    target,
+                    &metadata,
+                    expected,
+                    hash_everything,
+                ))
             }
             Err(e) => match blame_source(source, e)? {
                 // Too many links, or a file system boundary: copy this one.
@@ -166,39 +141,12 @@ pub(crate) fn place(
                 return Ok(Ok(Proof::Stamp));
             }
             // Not trusted: hash the staged content (for a symlink, its target).
-            Ok(match hash_matches(target, expected) {
+            Ok(match staged_hash_matches(target, expected) {
                 Ok(true) => Ok(Proof::Hash(Some(Stamp::of(&metadata)))),
                 Ok(false) => Err(Damage::Content),
                 Err(e) => Err(Damage::Unreadable(e)),
             })
         }
-    }
-}
-
-/// After a hardlink: the staged file *is* the archive file.
-fn prove(
-    metadata: &std::fs::Metadata,
-    target: &Path,
-    expected: &ManifestFile,
-    hash_everything: bool,
-) -> Result<Proof, Damage> {
-    if !metadata.is_file() {
-        return Err(Damage::NotARegularFile);
-    }
-    if metadata.len() != expected.size {
-        return Err(Damage::Size {
-            expected: expected.size,
-            actual: metadata.len(),
-        });
-    }
-    let stamp = Stamp::of(metadata);
-    if !hash_everything && stamp == expected.stamp {
-        return Ok(Proof::Stamp);
-    }
-    match hash_matches(target, expected) {
-        Ok(true) => Ok(Proof::Hash((stamp != expected.stamp).then_some(stamp))),
-        Ok(false) => Err(Damage::Content),
-        Err(e) => Err(Damage::Unreadable(e)),
     }
 }
 
@@ -227,7 +175,7 @@ fn copy_hashing(
     metadata: &std::fs::Metadata,
     expected: &ManifestFile,
 ) -> Placed {
-    let mut input = match open_no_follow(source) {
+    let mut input = match keel_cache::open_no_follow(source) {
         Ok(file) => file,
         Err(e) => return Ok(Err(Damage::Unreadable(e))),
     };
@@ -258,21 +206,9 @@ fn copy_hashing(
     Ok(Ok(Proof::Hash(Some(Stamp::of(metadata)))))
 }
 
-fn open_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
-    let file = fs_err::OpenOptions::new()
-        .read(true)
-        .custom_flags(O_NOFOLLOW | O_NONBLOCK)
-        .open(path)?;
-    Ok(file.into_parts().0)
-}
-
-/// `O_NOFOLLOW` on Linux: refuse to open through a symlink.
-pub(crate) const O_NOFOLLOW: i32 = 0o400000;
-/// `O_NONBLOCK` on Linux: never wait on a FIFO or device.
-pub(crate) const O_NONBLOCK: i32 = 0o4000;
-
-/// Hashes a file with RECORD's algorithm and compares.
-pub(crate) fn hash_matches(path: &Path, expected: &ManifestFile) -> std::io::Result<bool> {
+/// Hashes a staged file with RECORD's algorithm and compares (following a
+/// final symlink: in symlink mode staging made it, into the cache).
+fn staged_hash_matches(path: &Path, expected: &ManifestFile) -> std::io::Result<bool> {
     let Ok(expected_hash) = expected.hash.parse::<RecordHash>() else {
         return Ok(false);
     };
@@ -284,8 +220,5 @@ pub(crate) fn hash_file(
     path: &Path,
     algorithm: HashAlgorithm,
 ) -> std::io::Result<(RecordHash, u64)> {
-    let mut file = fs_err::File::open(path)?;
-    let mut hasher = Hasher::new(algorithm);
-    let size = std::io::copy(&mut file, &mut hasher)?;
-    Ok((hasher.finish(), size))
+    keel_cache::hash_reader(fs_err::File::open(path)?, algorithm)
 }

@@ -9,7 +9,6 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use fs_err::os::unix::fs::OpenOptionsExt as _;
 use keel_cache::{Archive, ManifestFile, Stamp, WheelSource};
 use keel_venv::Environment;
 use keel_wheel::{
@@ -402,30 +401,9 @@ fn stage_file(
 
 /// Proves an archive file without staging it (the archive's RECORD).
 fn check_in_place(source: &Path, expected: &ManifestFile, hash_everything: bool) -> FileOutcome {
-    let metadata = match fs_err::symlink_metadata(source) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return FileOutcome::Damaged(Damage::Missing);
-        }
-        Err(e) => return FileOutcome::Damaged(Damage::Unreadable(e)),
-    };
-    if !metadata.is_file() {
-        return FileOutcome::Damaged(Damage::NotARegularFile);
-    }
-    if metadata.len() != expected.size {
-        return FileOutcome::Damaged(Damage::Size {
-            expected: expected.size,
-            actual: metadata.len(),
-        });
-    }
-    let stamp = Stamp::of(&metadata);
-    if !hash_everything && stamp == expected.stamp {
-        return FileOutcome::Proven(Proof::Stamp);
-    }
-    match crate::link::hash_matches(source, expected) {
-        Ok(true) => FileOutcome::Proven(Proof::Hash((stamp != expected.stamp).then_some(stamp))),
-        Ok(false) => FileOutcome::Damaged(Damage::Content),
-        Err(e) => FileOutcome::Damaged(Damage::Unreadable(e)),
+    match keel_cache::check_file(source, expected, hash_everything) {
+        Ok(proof) => FileOutcome::Proven(proof),
+        Err(damage) => FileOutcome::Damaged(damage),
     }
 }
 
@@ -471,20 +449,10 @@ fn stage_script(
 }
 
 /// Reads a regular file without following a symlink and without blocking
-/// on a FIFO or device (`O_NOFOLLOW | O_NONBLOCK`, then `fstat`).
+/// on a FIFO or device.
 fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut file = fs_err::OpenOptions::new()
-        .read(true)
-        .custom_flags(crate::link::O_NOFOLLOW | crate::link::O_NONBLOCK)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
+    keel_cache::open_no_follow(path)?.read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 
