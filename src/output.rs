@@ -299,6 +299,9 @@ pub fn print_clean(
     for name in &report.not_cached {
         eprintln!("No cache entries for {name}");
     }
+    if !names.is_empty() && report.not_cached.len() == names.len() {
+        return;
+    }
     let verb = if dry_run { "Would remove" } else { "Removed" };
     let what = if names.is_empty() {
         format!("from {}", root.display())

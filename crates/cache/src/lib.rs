@@ -179,6 +179,9 @@ impl Archive {
 }
 
 /// What a pointer lookup found.
+// `Hit` is the common case, and a lookup lives for one statement: boxing
+// it would cost an allocation per wheel for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Lookup {
     /// An archive whose manifest could be read; its files still need checking.

@@ -468,15 +468,12 @@ impl Cache {
         let mut referenced = BTreeSet::new();
         let mut checks: Vec<(ArchiveReport, Option<Archive>)> = Vec::new();
         for pointer in &inventory.pointers {
-            let wheel_path = crate::read_pointer(&pointer.path)
-                .ok()
-                .flatten()
-                .and_then(|p| p.wheel);
+            let readable = crate::read_pointer(&pointer.path).ok().flatten();
             let mut entry = ArchiveReport {
                 wheel: pointer.wheel.clone(),
                 pointer: pointer.path.clone(),
-                archive: None,
-                wheel_path,
+                archive: readable.as_ref().map(|p| p.archive.clone()),
+                wheel_path: readable.and_then(|p| p.wheel),
                 files: 0,
                 bytes: 0,
                 problem: None,
@@ -487,6 +484,7 @@ impl Cache {
             match self.follow_pointer(&pointer.path, &pointer.wheel) {
                 Lookup::Hit(archive) => {
                     entry.archive = Some(archive.id.clone());
+                    entry.wheel_path = entry.wheel_path.or(archive.manifest.wheel_path.clone());
                     referenced.insert(archive.id.clone());
                     checks.push((entry, Some(archive)));
                 }
@@ -497,18 +495,35 @@ impl Cache {
                 Lookup::Miss => {}
             }
         }
+        // Archives no pointer leads to, by the wheel their manifest names:
+        // leftovers that a repair of that wheel removes, and where that
+        // wheel was when its pointer is unreadable.
+        let mut leftovers: BTreeMap<String, Vec<(String, Option<PathBuf>)>> = BTreeMap::new();
+        for (id, dir) in &inventory.archives {
+            if referenced.contains(id) {
+                continue;
+            }
+            report.unreferenced.push(id.clone());
+            if let Ok(manifest) = read_manifest(dir) {
+                leftovers
+                    .entry(manifest.wheel)
+                    .or_default()
+                    .push((id.clone(), manifest.wheel_path));
+            }
+        }
+        for (entry, _) in &mut checks {
+            if entry.wheel_path.is_none() {
+                entry.wheel_path = leftovers
+                    .get(&entry.wheel)
+                    .and_then(|found| found.iter().find_map(|(_, path)| path.clone()));
+            }
+        }
         for dir in &inventory.unreadable {
             tracing::warn!(
                 "cannot read `{}`; `keel cache prune` removes it",
                 self.root.join(dir).display()
             );
         }
-        report.unreferenced = inventory
-            .archives
-            .keys()
-            .filter(|id| !referenced.contains(*id))
-            .cloned()
-            .collect();
 
         // Every file of every archive, on every core.
         let files: Vec<(usize, usize)> = checks
@@ -553,7 +568,17 @@ impl Cache {
         if repair {
             for (index, (entry, archive)) in checks.iter_mut().enumerate() {
                 if entry.is_damaged() {
-                    entry.repair = Some(self.repair(entry, archive.as_ref()));
+                    let mut stale: Vec<String> = entry.archive.iter().cloned().collect();
+                    stale.extend(
+                        leftovers
+                            .get(&entry.wheel)
+                            .into_iter()
+                            .flatten()
+                            .map(|(id, _)| id.clone()),
+                    );
+                    entry.repair = Some(self.repair(entry, &stale));
+                    let gone = |id: &String| !self.root.join(ARCHIVES).join(id).exists();
+                    report.unreferenced.retain(|id| !gone(id));
                 } else if let Some(archive) = archive
                     && let Err(e) = self.restamp(archive, &restamps[index])
                 {
@@ -566,10 +591,16 @@ impl Cache {
         Ok(report)
     }
 
-    /// Repairs one damaged pointer/archive; holds the exclusive lock.
-    fn repair(&self, entry: &ArchiveReport, archive: Option<&Archive>) -> RepairAction {
-        let remove_damaged = |what: &Path| -> Result<(), Error> {
-            remove_beneath(&self.root, &self.relative(what)).map(|_| ())
+    /// Repairs one damaged pointer and its archive (holding the exclusive
+    /// lock): unpacks the wheel again where it is still what the pointer
+    /// was made from, else removes the pointer. Either way the `stale`
+    /// archives of the wheel (the damaged one, leftovers) are removed.
+    fn repair(&self, entry: &ArchiveReport, stale: &[String]) -> RepairAction {
+        let remove_stale = |keep: Option<&str>| -> Result<(), Error> {
+            for id in stale.iter().filter(|id| Some(id.as_str()) != keep) {
+                remove_beneath(&self.root, &Path::new(ARCHIVES).join(id))?;
+            }
+            Ok(())
         };
         let wheel = entry
             .wheel_path
@@ -577,15 +608,13 @@ impl Cache {
             .map(|path| (path, WheelSource::new(path)));
         let result = match wheel {
             Some((path, Ok(source))) if self.pointer_path(&source) == entry.pointer => {
-                match self.unpack_now(&source) {
-                    Ok(fresh) => archive
-                        .map_or(Ok(()), |old| remove_damaged(&old.dir))
-                        .map(|()| RepairAction::Reextracted {
-                            from: path.clone(),
-                            archive: fresh.id,
-                        }),
-                    Err(e) => Err(e),
-                }
+                self.unpack_now(&source).and_then(|fresh| {
+                    remove_stale(Some(&fresh.id))?;
+                    Ok(RepairAction::Reextracted {
+                        from: path.clone(),
+                        archive: fresh.id,
+                    })
+                })
             }
             other => {
                 let reason = match other {
@@ -595,8 +624,8 @@ impl Cache {
                     }
                     Some((path, Err(_))) => format!("its wheel `{}` is gone", path.display()),
                 };
-                remove_damaged(&entry.pointer)
-                    .and_then(|()| archive.map_or(Ok(()), |old| remove_damaged(&old.dir)))
+                remove_beneath(&self.root, &self.relative(&entry.pointer))
+                    .and_then(|_| remove_stale(None))
                     .map(|()| RepairAction::Forgotten { reason })
             }
         };

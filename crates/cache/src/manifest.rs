@@ -71,6 +71,10 @@ pub struct ManifestEntryPoint {
 pub struct Manifest {
     /// The wheel's file name.
     pub wheel: String,
+    /// Where the wheel was when it was unpacked (absent in manifests of
+    /// older keel versions), for `keel cache verify --repair`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wheel_path: Option<std::path::PathBuf>,
     /// sha256 of the whole `.whl`, hex.
     pub wheel_sha256: String,
     /// `Name` from METADATA, as spelled there.
@@ -90,6 +94,7 @@ impl Manifest {
     ) -> Self {
         Manifest {
             wheel: archive.filename().to_string(),
+            wheel_path: Some(archive.path().to_path_buf()),
             wheel_sha256,
             name: archive.metadata().name.clone(),
             version: archive.metadata().version.clone(),
