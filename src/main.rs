@@ -288,6 +288,8 @@ fn verify(
 ) -> Result<ExitCode, CliError> {
     let start = Instant::now();
     let env = keel_venv::Environment::open(venv)?;
+    // A transaction in progress is not an interrupted one: wait for it.
+    let _lock = keel_installer::EnvironmentLock::wait_shared(&env)?;
     let report = keel_audit::audit(&env, names)?;
     let interrupted = keel_installer::interrupted_transactions(venv)?;
     let intact = report.is_intact() && interrupted.is_empty();

@@ -1072,3 +1072,29 @@ fn cache_size_counts_every_file() {
         stdout(&output)
     );
 }
+
+#[test]
+fn cache_commands_use_keel_cache_dir_when_no_cache_dir_is_given() {
+    let sandbox = warm_sandbox();
+    let elsewhere = sandbox.path().join("elsewhere");
+    let run_cache = |args: &[&str]| {
+        let mut command = keel();
+        command
+            .arg("cache")
+            .args(args)
+            .env("KEEL_CACHE_DIR", &sandbox.cache)
+            .env("XDG_CACHE_HOME", &elsewhere);
+        run(&mut command)
+    };
+    let dir = run_cache(&["dir"]);
+    assert_exit(&dir, 0);
+    assert_eq!(stdout(&dir).trim(), sandbox.cache.to_str().expect("utf-8"));
+    assert_exit(&run_cache(&["verify"]), 0);
+    assert_exit(&run_cache(&["prune"]), 0);
+    let (files, _) = count_files(&sandbox.cache);
+    let clean = run_cache(&["clean"]);
+    assert_exit(&clean, 0);
+    assert_eq!(reported_files(&clean), files);
+    assert!(!sandbox.cache.exists());
+    assert!(!elsewhere.exists());
+}

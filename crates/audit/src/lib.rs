@@ -301,7 +301,11 @@ fn check_file(check: &Check) -> Option<Finding> {
 /// A path as a RECORD of `dist` would spell it: relative to the directory
 /// holding `.dist-info`, `/`-separated.
 fn record_spelling(dist: &InstalledDistribution, path: &Path) -> String {
-    match dist.dist_info.parent().and_then(|base| path.strip_prefix(base).ok()) {
+    match dist
+        .dist_info
+        .parent()
+        .and_then(|base| path.strip_prefix(base).ok())
+    {
         Some(relative) => relative
             .components()
             .map(|c| c.as_os_str().to_string_lossy())

@@ -2,8 +2,12 @@
 //!
 //! An advisory `flock` on `<venv>/.keel/lock`; the kernel drops it when the
 //! holder dies, so a killed process never leaves a lock behind that blocks.
+//! Changes (install, sync, uninstall, recover) hold it exclusively; `keel
+//! verify` holds it shared, so that it never mistakes a transaction in
+//! progress for an interrupted one.
 
 use std::fs::TryLockError;
+use std::path::Path;
 
 use keel_venv::Environment;
 
@@ -26,28 +30,51 @@ impl EnvironmentLock {
             .create(true)
             .truncate(false)
             .open(&path)?;
-        match file.file().try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                tracing::warn!(
-                    "waiting for another keel process to finish with {}",
-                    env.root().display()
-                );
-                file.file().lock().map_err(|e| {
-                    std::io::Error::new(
-                        e.kind(),
-                        format!("failed to lock `{}`: {e}", path.display()),
-                    )
-                })?;
-            }
-            Err(TryLockError::Error(e)) => {
-                return Err(std::io::Error::new(
-                    e.kind(),
-                    format!("failed to lock `{}`: {e}", path.display()),
-                )
-                .into());
-            }
-        }
+        lock(&file, &path, env, true)?;
         Ok(EnvironmentLock { _file: file })
+    }
+
+    /// A shared hold on the lock for a reader (`keel verify`): waits, saying
+    /// so, while a keel process changes the environment. Creates nothing: an
+    /// environment keel never locked gives `None`.
+    pub fn wait_shared(env: &Environment) -> Result<Option<Self>, Error> {
+        let path = env.keel_dir().join("lock");
+        let file = match fs_err::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        lock(&file, &path, env, false)?;
+        Ok(Some(EnvironmentLock { _file: file }))
+    }
+}
+
+fn lock(file: &fs_err::File, path: &Path, env: &Environment, exclusive: bool) -> Result<(), Error> {
+    let attempt = if exclusive {
+        file.file().try_lock()
+    } else {
+        file.file().try_lock_shared()
+    };
+    let failed = |e: std::io::Error| {
+        Error::from(std::io::Error::new(
+            e.kind(),
+            format!("failed to lock `{}`: {e}", path.display()),
+        ))
+    };
+    match attempt {
+        Ok(()) => Ok(()),
+        Err(TryLockError::WouldBlock) => {
+            tracing::warn!(
+                "waiting for another keel process to finish with {}",
+                env.root().display()
+            );
+            let result = if exclusive {
+                file.file().lock()
+            } else {
+                file.file().lock_shared()
+            };
+            result.map_err(failed)
+        }
+        Err(TryLockError::Error(e)) => Err(failed(e)),
     }
 }
