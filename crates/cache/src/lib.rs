@@ -106,6 +106,7 @@ const ARCHIVES: &str = "archives-v1";
 const POINTERS: &str = "pointers-v1";
 const TMP: &str = "tmp";
 const LOCK: &str = ".lock";
+const TURNSTILE: &str = ".turnstile";
 const TAG: &str = "CACHEDIR.TAG";
 /// Prefix of the temporary files behind atomic writes (pointers,
 /// manifests); a killed process may leave one, which `cache prune` removes.
@@ -168,7 +169,8 @@ pub struct Archive {
     pub id: String,
     /// The archive directory (holds `tree/` and `manifest.json`).
     pub dir: PathBuf,
-    pub manifest: Manifest,
+    /// Boxed: archives travel in enums and results by value.
+    pub manifest: Box<Manifest>,
 }
 
 impl Archive {
@@ -179,9 +181,6 @@ impl Archive {
 }
 
 /// What a pointer lookup found.
-// `Hit` is the common case, and a lookup lives for one statement: boxing
-// it would cost an allocation per wheel for nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Lookup {
     /// An archive whose manifest could be read; its files still need checking.
@@ -273,16 +272,23 @@ impl Cache {
     }
 
     /// A shared lock: any number of installs at once, none during a clean,
-    /// prune or repair. Creates the cache's layout once it is held.
+    /// prune or repair, nor once one of those is waiting (see the `lock` module).
+    /// Creates the cache's layout once it is held.
     pub fn lock_shared(&self) -> Result<CacheLock, Error> {
+        let turnstile = CacheLock::acquire(&self.root.join(TURNSTILE), LockKind::TurnstileShared)?;
         let lock = CacheLock::acquire(&self.root.join(LOCK), LockKind::CacheShared)?;
+        drop(turnstile);
         self.ensure_layout()?;
         Ok(lock)
     }
 
-    /// An exclusive lock: waits for every install to finish, and says so.
+    /// An exclusive lock: waits for every install to finish, and says so;
+    /// installs that start meanwhile wait for it.
     pub fn lock_exclusive(&self) -> Result<CacheLock, Error> {
-        CacheLock::acquire(&self.root.join(LOCK), LockKind::CacheExclusive)
+        let turnstile =
+            CacheLock::acquire(&self.root.join(TURNSTILE), LockKind::TurnstileExclusive)?;
+        let lock = CacheLock::acquire(&self.root.join(LOCK), LockKind::CacheExclusive)?;
+        Ok(turnstile.and(lock))
     }
 
     fn pointer_path(&self, wheel: &WheelSource) -> PathBuf {
@@ -315,7 +321,7 @@ impl Cache {
             Ok(manifest) if manifest.wheel == wheel_name => Lookup::Hit(Archive {
                 id: pointer.archive,
                 dir,
-                manifest,
+                manifest: Box::new(manifest),
             }),
             Ok(manifest) => damaged(format!(
                 "pointer `{}` leads to the archive of another wheel, {}",
@@ -335,13 +341,38 @@ impl Cache {
     /// archive. `stale` is the id of an archive of this wheel found damaged;
     /// the pointer still leading there does not count as ready.
     pub fn unpack(&self, wheel: &WheelSource, stale: Option<&str>) -> Result<Unpack, Error> {
-        let _turn = CacheLock::acquire(
-            &self
-                .root
-                .join(ARCHIVES)
-                .join(wheel.filename.normalized_name()),
-            LockKind::Unpack,
-        )?;
+        let turn = CacheLock::acquire(&self.unpack_turn(wheel), LockKind::Unpack)?;
+        self.unpack_in_turn(wheel, stale, turn)
+    }
+
+    /// [`Cache::unpack`] if no other process is unpacking a wheel of this
+    /// distribution right now; `None` if one is. Never waits: callers that
+    /// run on a thread pool must not block there (a blocked worker can hold
+    /// one distribution's turn while it waits for another's).
+    pub fn try_unpack(
+        &self,
+        wheel: &WheelSource,
+        stale: Option<&str>,
+    ) -> Result<Option<Unpack>, Error> {
+        match CacheLock::try_acquire(&self.unpack_turn(wheel), LockKind::Unpack)? {
+            Some(turn) => self.unpack_in_turn(wheel, stale, turn).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The directory whose lock is the turn to unpack a distribution.
+    fn unpack_turn(&self, wheel: &WheelSource) -> PathBuf {
+        self.root
+            .join(ARCHIVES)
+            .join(wheel.filename.normalized_name())
+    }
+
+    fn unpack_in_turn(
+        &self,
+        wheel: &WheelSource,
+        stale: Option<&str>,
+        _turn: CacheLock,
+    ) -> Result<Unpack, Error> {
         if let Lookup::Hit(archive) = self.lookup(wheel)?
             && Some(archive.id.as_str()) != stale
         {
@@ -416,7 +447,11 @@ impl Cache {
             &pointer,
         )?;
         tracing::debug!("unpacked {} into {}", wheel.filename, dir.display());
-        Ok(Archive { id, dir, manifest })
+        Ok(Archive {
+            id,
+            dir,
+            manifest: Box::new(manifest),
+        })
     }
 
     /// Records new stamps for files of an archive that were hashed again and

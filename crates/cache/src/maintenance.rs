@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::removal::{measure, remove_beneath, remove_contents};
 use crate::{
-    ARCHIVES, Archive, Cache, Error, LOCK, Lookup, PARTIAL, POINTERS, Removed, TAG, TMP,
+    ARCHIVES, Archive, Cache, Error, LOCK, Lookup, PARTIAL, POINTERS, Removed, TAG, TMP, TURNSTILE,
     WheelSource, check_file, read_manifest,
 };
 
@@ -214,7 +214,9 @@ impl Cache {
         let has_layout = entries
             .iter()
             .any(|(name, is_dir)| *is_dir && [ARCHIVES, POINTERS, TMP].contains(&name.as_str()));
-        let only_lock = entries.iter().all(|(name, _)| name == LOCK);
+        let only_lock = entries
+            .iter()
+            .all(|(name, _)| name == LOCK || name == TURNSTILE);
         if tag_is_keels || has_layout || only_lock {
             Ok(())
         } else {
@@ -268,15 +270,20 @@ impl Cache {
             report.removed = measure(&self.root, true);
             return Ok(report);
         }
-        // Everything but the lock, then the lock (still held: installs
-        // waiting for it notice that it is gone and lock the new one).
-        report.removed = remove_contents(&self.root, &[LOCK])?;
+        // Everything but the locks, then the locks (still held: installs
+        // waiting for them notice that they are gone and lock new ones).
+        report.removed = remove_contents(&self.root, &[LOCK, TURNSTILE])?;
         report.removed += remove_contents(&self.root, &[])?;
         let is_real_dir = fs_err::symlink_metadata(&self.root).is_ok_and(|m| m.is_dir());
         if is_real_dir {
             match fs_err::remove_dir(&self.root) {
                 Ok(()) => report.removed.dirs += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                // An install that waited has just made a new cache there.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::DirectoryNotEmpty
+                    ) => {}
                 Err(e) => {
                     return Err(Error::Remove {
                         path: self.root.clone(),

@@ -345,10 +345,29 @@ pub fn install(
         return Ok(report);
     }
 
-    // Archives: pointer lookups, then unpacks of misses and damaged archives.
-    let archives: Vec<Result<(keel_cache::Archive, ArchiveOrigin), Error>> = todo
+    // Archives: pointer lookups, then unpacks of misses and damaged archives
+    // on every core. An unpack another process is doing right now is not
+    // waited for on the pool (see `Cache::try_unpack`) but afterwards, here.
+    let archives: Vec<Result<Obtained, Error>> = todo
         .par_iter()
         .map(|(source, _)| obtain_archive(&cache, source, options))
+        .collect();
+    let archives: Vec<Result<(keel_cache::Archive, ArchiveOrigin), Error>> = todo
+        .iter()
+        .zip(archives)
+        .map(|((source, _), obtained)| match obtained? {
+            Obtained::Ready(archive, origin) => Ok((archive, origin)),
+            Obtained::Busy(origin) => {
+                // The reporter heard of this unpack on the pool already.
+                let archive = cache.unpack(source, None)?;
+                Ok(match (archive, origin) {
+                    (Unpack::FoundReady(archive), ArchiveOrigin::Unpacked) => {
+                        (archive, ArchiveOrigin::Reused)
+                    }
+                    (archive, origin) => (archive.into_archive(), origin),
+                })
+            }
+        })
         .collect();
     if cancelled() {
         return Err(Error::Interrupted);
@@ -646,28 +665,48 @@ enum ArchiveOrigin {
     Repaired(String),
 }
 
+/// An archive, or a wheel another process is unpacking right now.
+enum Obtained {
+    Ready(keel_cache::Archive, ArchiveOrigin),
+    /// Its origin if this process ends up unpacking it.
+    Busy(ArchiveOrigin),
+}
+
+/// Looks the wheel up and, on a miss or damage, unpacks it unless another
+/// process is doing so. Runs on the thread pool, so it never waits.
 fn obtain_archive(
     cache: &Cache,
     source: &WheelSource,
     options: &InstallOptions,
-) -> Result<(keel_cache::Archive, ArchiveOrigin), Error> {
-    match cache.lookup(source)? {
-        Lookup::Hit(archive) => Ok((archive, ArchiveOrigin::Reused)),
-        Lookup::Miss => Ok(match unpack(cache, source, None, options)? {
-            Unpack::Fresh(archive) => (archive, ArchiveOrigin::Unpacked),
-            // Another process unpacked it while this one waited: a reuse.
-            Unpack::FoundReady(archive) => (archive, ArchiveOrigin::Reused),
-        }),
+) -> Result<Obtained, Error> {
+    let origin = match cache.lookup(source)? {
+        Lookup::Hit(archive) => return Ok(Obtained::Ready(archive, ArchiveOrigin::Reused)),
+        Lookup::Miss => ArchiveOrigin::Unpacked,
         Lookup::Damaged { reason } => {
             tracing::warn!(
                 "the cached archive of {} is damaged ({reason}); re-extracting it from {}",
                 source.filename,
                 source.path.display()
             );
-            let archive = unpack(cache, source, None, options)?.into_archive();
-            Ok((archive, ArchiveOrigin::Repaired(reason)))
+            ArchiveOrigin::Repaired(reason)
         }
+    };
+    let name = source.filename.to_string();
+    if let Some(reporter) = &options.reporter {
+        reporter.on_unpack_start(&name, source.size);
     }
+    let unpacked = cache.try_unpack(source, None);
+    if let Some(reporter) = &options.reporter {
+        reporter.on_unpack_complete(&name);
+    }
+    Ok(match (unpacked?, origin) {
+        (None, origin) => Obtained::Busy(origin),
+        // Another process unpacked it just before this one's turn.
+        (Some(Unpack::FoundReady(archive)), ArchiveOrigin::Unpacked) => {
+            Obtained::Ready(archive, ArchiveOrigin::Reused)
+        }
+        (Some(archive), origin) => Obtained::Ready(archive.into_archive(), origin),
+    })
 }
 
 /// Unpacks a wheel (unless another process just did), telling the reporter.
