@@ -170,6 +170,41 @@ struct InstallArgs {
     /// Overwrite files that another installed distribution owns.
     #[arg(long)]
     force: bool,
+    /// Refuse a wheel holding a file larger than this (bytes, or with a
+    /// K, M, G or T suffix: powers of 1024).
+    #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_size)]
+    max_file_size: u64,
+    /// Refuse a wheel whose files add up to more than this.
+    #[arg(long, value_name = "SIZE", default_value = "16G", value_parser = parse_size)]
+    max_wheel_size: u64,
+    /// Refuse a file over 1 MiB compressed more than N:1 (a zip bomb).
+    #[arg(long, value_name = "N", default_value_t = 250)]
+    max_compression_ratio: u64,
+}
+
+/// `4096`, `512K`, `4G`: a size in bytes, suffixes in powers of 1024.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, shift) = match text.char_indices().last() {
+        Some((at, unit)) if unit.is_ascii_alphabetic() => {
+            let shift = match unit.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("unknown unit `{unit}` (use K, M, G or T)")),
+            };
+            (&text[..at], shift)
+        }
+        _ => (text, 0),
+    };
+    let number: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size such as 4096, 512M or 4G"))?;
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 #[derive(clap::Args)]
@@ -391,6 +426,11 @@ fn install(args: &InstallArgs, exact: bool, quiet: bool) -> Result<(), CliError>
     options.reinstall = args.reinstall;
     options.force = args.force;
     options.exact = exact;
+    options.limits = keel_wheel::Limits {
+        max_file_size: args.max_file_size,
+        max_total_size: args.max_wheel_size,
+        max_ratio: args.max_compression_ratio,
+    };
     options.cancel = Some(interrupt_flag());
     let progress = output::UnpackProgress::new(quiet);
     options.reporter = progress.clone().map(|p| p as _);

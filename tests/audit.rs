@@ -1465,7 +1465,7 @@ fn verify_waits_for_a_running_transaction_instead_of_reporting_it() {
     let script = format!("sleep 2; rm -rf '{}'", tx.to_str().expect("utf-8 path"));
     let mut holder = Command::new("flock")
         .arg("-x")
-        .arg(venv.join(".keel/lock"))
+        .arg(&venv)
         .args(["sh", "-c", &script])
         .spawn()
         .expect("spawn flock");
@@ -1473,7 +1473,7 @@ fn verify_waits_for_a_running_transaction_instead_of_reporting_it() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while run(Command::new("flock")
         .args(["-n", "-s"])
-        .arg(venv.join(".keel/lock"))
+        .arg(&venv)
         .arg("true"))
     .status
     .success()

@@ -383,3 +383,134 @@ fn a_symlink_planted_at_the_keel_directory_is_never_written_through() {
     assert_same_tree(&outside_before, &snapshot(&outside));
     assert_replaced_or_refused(&output, &venv, &venv_before, &link);
 }
+
+// ---------------------------------------------------------------------------
+// Size limits: configurable, and memory stays flat whatever the wheel
+// ---------------------------------------------------------------------------
+
+/// Bytes deflate cannot shrink (xorshift), so that only the size limits,
+/// not the compression ratio, decide.
+fn incompressible(len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut bytes = Vec::with_capacity(len + 8);
+    while bytes.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        bytes.extend_from_slice(&state.to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+/// `keel install --venv VENV --cache-dir CACHE FLAGS... WHEEL`.
+fn install_with(
+    sandbox: &Sandbox,
+    venv: &Path,
+    flags: &[&str],
+    wheel: &Path,
+) -> std::process::Output {
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = flags.iter().map(|f| f as _).collect();
+    args.push(&wheel);
+    sandbox.install(venv, &args)
+}
+
+#[test]
+fn size_limits_are_set_on_the_command_line_and_refuse_before_anything_changes() {
+    let sandbox = sandbox();
+    let venv = sandbox.venv("venv");
+    let big = "keel_hostile/big.bin";
+    let wheel = hostile::good()
+        .file(big, incompressible(2 << 20))
+        .file("keel_hostile/other.bin", incompressible(600 << 10))
+        .file("keel_hostile/text.txt", "keel ".repeat(300_000))
+        .build(&sandbox.path().join("sized"))
+        .expect("build");
+    let before = snapshot(&venv);
+    for (flags, entry, words) in [
+        (
+            &["--max-file-size", "1M"][..],
+            big,
+            "the file unpacks to 2097152 bytes, over the limit of 1048576 bytes",
+        ),
+        (&["--max-wheel-size", "2M"], "", "the wheel unpacks to"),
+        (
+            &["--max-compression-ratio", "20"],
+            "keel_hostile/text.txt",
+            "over the limit of 20:1",
+        ),
+    ] {
+        let output = install_with(&sandbox, &venv, flags, &wheel);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{flags:?}: {err}");
+        assert!(
+            err.contains(&wheel.display().to_string()),
+            "{flags:?}: {err}"
+        );
+        assert!(
+            entry.is_empty() || err.contains(&format!("`{entry}`")),
+            "{flags:?}: {err}"
+        );
+        assert!(err.contains(words), "{flags:?}: expected `{words}`:\n{err}");
+        assert_same_tree(&before, &snapshot(&venv));
+        assert_eq!(sandbox.archives("keel-hostile"), Vec::<PathBuf>::new());
+        assert_eq!(children(&sandbox.cache.join("tmp")), Vec::<PathBuf>::new());
+    }
+    let bad = install_with(&sandbox, &venv, &["--max-file-size", "12X"], &wheel);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    // The defaults are generous: the same wheel installs.
+    assert_success(&install_with(&sandbox, &venv, &[], &wheel));
+    assert_environment_matches_record(&venv);
+}
+
+/// Peak resident memory of a child (`ru_maxrss` of the children, via
+/// Python's `resource`), in KiB.
+fn peak_rss_kib(command: &[&std::ffi::OsStr]) -> u64 {
+    let script = "import resource, subprocess, sys\n\
+                  r = subprocess.run(sys.argv[1:], capture_output=True)\n\
+                  sys.stderr.buffer.write(r.stderr)\n\
+                  print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n\
+                  sys.exit(r.returncode)";
+    let output = run(std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(command));
+    assert_success(&output);
+    stdout(&output).trim().parse().expect("ru_maxrss")
+}
+
+#[test]
+fn memory_stays_flat_whatever_the_size_of_the_files_in_a_wheel() {
+    let sandbox = sandbox();
+    let venv = sandbox.venv("venv");
+    let size = 96 << 20;
+    let wheel = hostile::good()
+        .file("keel_hostile/huge.bin", incompressible(size))
+        .build(&sandbox.path().join("huge"))
+        .expect("build");
+    let keel = std::path::PathBuf::from(env!("CARGO_BIN_EXE_keel"));
+    let args: Vec<&std::ffi::OsStr> = vec![
+        keel.as_os_str(),
+        "install".as_ref(),
+        "--venv".as_ref(),
+        venv.as_os_str(),
+        "--cache-dir".as_ref(),
+        sandbox.cache.as_os_str(),
+        "--verify".as_ref(),
+        wheel.as_os_str(),
+    ];
+    // Cold (unpack: inflate and hash), then warm with --verify (hash again).
+    let cold = peak_rss_kib(&args);
+    let warm_venv = sandbox.venv("warm");
+    let mut warm_args = args.clone();
+    warm_args[3] = warm_venv.as_os_str();
+    let warm = peak_rss_kib(&warm_args);
+    let limit = (size as u64 / 1024) / 4;
+    assert!(
+        cold < limit && warm < limit,
+        "a {} MiB file made keel grow to {cold} KiB (cold) / {warm} KiB (warm); memory must not follow the file size",
+        size >> 20
+    );
+    assert_environment_matches_record(&venv);
+    assert_environment_matches_record(&warm_venv);
+}

@@ -90,11 +90,10 @@ fn dist_infos(venv: &Path) -> Vec<String> {
     names
 }
 
-/// A snapshot of the environment without `.keel/lock` (whose existence is
-/// keel's business, not a change to the environment).
+/// A snapshot of the environment without an empty `.keel/` (whose
+/// existence is keel's business, not a change to the environment).
 fn env_snapshot(venv: &Path) -> std::collections::BTreeMap<PathBuf, Node> {
     let mut nodes = snapshot(venv);
-    nodes.remove(Path::new(".keel/lock"));
     nodes.remove(Path::new(".keel"));
     nodes
 }
@@ -734,15 +733,8 @@ fn install_recovers_an_interrupted_transaction_first() {
 fn two_installs_into_one_environment_take_turns() {
     let sandbox = Sandbox::new();
     let venv = sandbox.venv("venv");
-    let keel_dir = venv.join(".keel");
-    fs_err::create_dir_all(&keel_dir).unwrap();
-    let lock = fs_err::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(keel_dir.join("lock"))
-        .unwrap();
+    // The environment lock is a flock on the environment's directory.
+    let lock = fs_err::File::open(&venv).unwrap();
     lock.file().lock().unwrap();
 
     let logs = [sandbox.path().join("a.log"), sandbox.path().join("b.log")];
@@ -813,18 +805,16 @@ fn two_installs_started_together_both_land() {
 fn a_lock_held_by_a_killed_process_never_blocks() {
     let sandbox = Sandbox::new();
     let venv = sandbox.venv("venv");
-    let lock_path = venv.join(".keel/lock");
-    fs_err::create_dir_all(lock_path.parent().unwrap()).unwrap();
     let mut holder = Command::new("python3")
         .arg("-c")
         .arg(
-            "import fcntl, sys, time\n\
-             f = open(sys.argv[1], 'a')\n\
+            "import fcntl, os, sys, time\n\
+             f = os.open(sys.argv[1], os.O_RDONLY)\n\
              fcntl.flock(f, fcntl.LOCK_EX)\n\
              print('locked', flush=True)\n\
              time.sleep(60)\n",
         )
-        .arg(&lock_path)
+        .arg(&venv)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -212,6 +212,8 @@ impl Unpack {
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
+    /// Size limits every wheel is unpacked under (zip bombs).
+    limits: keel_wheel::Limits,
 }
 
 impl Cache {
@@ -247,6 +249,7 @@ impl Cache {
     pub fn at(root: &Path) -> Result<Self, Error> {
         Ok(Cache {
             root: std::path::absolute(root)?,
+            limits: keel_wheel::Limits::default(),
         })
     }
 
@@ -269,6 +272,13 @@ impl Cache {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Unpacks wheels under `limits` instead of the defaults (4 GiB a file,
+    /// 16 GiB a wheel, 250:1 compression above 1 MiB).
+    pub fn with_limits(mut self, limits: keel_wheel::Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// A shared lock: any number of installs at once, none during a clean,
@@ -400,7 +410,8 @@ impl Cache {
             },
             invalid => Error::InvalidWheel(invalid),
         };
-        let archive = WheelArchive::open(&wheel.path).map_err(unpack_error)?;
+        let archive =
+            WheelArchive::open_with_limits(&wheel.path, self.limits).map_err(unpack_error)?;
         let staging = tempfile::Builder::new()
             .prefix("unpack-")
             .tempdir_in(self.root.join(TMP))

@@ -184,6 +184,9 @@ pub struct InstallOptions {
     /// the same transaction (`keel sync`).
     pub exact: bool,
     pub reporter: Option<Arc<dyn Reporter>>,
+    /// Size limits a wheel must keep to when it is unpacked (a decompression
+    /// bomb is refused before it fills the disk).
+    pub limits: keel_wheel::Limits,
     /// Set (e.g. by a SIGINT handler) to cancel: honoured until the commit
     /// starts; a commit that has started finishes.
     pub cancel: Option<Arc<AtomicBool>>,
@@ -200,6 +203,7 @@ impl InstallOptions {
             force: false,
             exact: false,
             reporter: None,
+            limits: keel_wheel::Limits::default(),
             cancel: None,
         }
     }
@@ -278,7 +282,7 @@ pub fn install(
         recovered: recover_locked(&env)?,
         ..InstallReport::default()
     };
-    let cache = Cache::at(&options.cache_dir)?;
+    let cache = Cache::at(&options.cache_dir)?.with_limits(options.limits);
     let _cache_lock = cache.lock_shared()?;
     let cancelled = || {
         options
@@ -374,7 +378,7 @@ pub fn install(
     }
     let mut jobs = Vec::with_capacity(todo.len());
     let layout = Layout::new(&env);
-    let keel_dir = env.keel_dir();
+    let keel_dir = env.ensure_keel_dir()?;
     let transaction = tempfile::Builder::new()
         .prefix("tx-")
         .tempdir_in(&keel_dir)
@@ -634,6 +638,7 @@ pub fn uninstall(venv: &Path, names: &[impl AsRef<str>]) -> Result<UninstallRepo
     if leaving.is_empty() {
         return Ok(report);
     }
+    env.ensure_keel_dir()?;
     let transaction = tempfile::Builder::new()
         .prefix("tx-")
         .tempdir_in(env.keel_dir())

@@ -1,13 +1,14 @@
 //! The environment lock: two keel processes on one environment take turns.
 //!
-//! An advisory `flock` on `<venv>/.keel/lock`; the kernel drops it when the
-//! holder dies, so a killed process never leaves a lock behind that blocks.
-//! Changes (install, sync, uninstall, recover) hold it exclusively; `keel
-//! verify` holds it shared, so that it never mistakes a transaction in
-//! progress for an interrupted one.
+//! An advisory `flock` on the environment's root directory itself, so that
+//! taking it writes nothing (a refused install leaves a fresh environment
+//! byte for byte as it was); the kernel drops it when the holder dies, so a
+//! killed process never leaves a lock behind that blocks. Changes (install,
+//! sync, uninstall, recover) hold it exclusively and remove `<venv>/.keel/`
+//! when they leave it empty; `keel verify` holds it shared, so that it never
+//! mistakes a transaction in progress for an interrupted one.
 
 use std::fs::TryLockError;
-use std::path::Path;
 
 use keel_venv::Environment;
 
@@ -16,40 +17,48 @@ use crate::Error;
 /// A held environment lock; released on drop.
 #[derive(Debug)]
 pub struct EnvironmentLock {
-    _file: fs_err::File,
+    file: fs_err::File,
+    /// `<venv>/.keel/`, removed on drop if empty (exclusive holders only).
+    tidy: Option<std::path::PathBuf>,
 }
 
 impl EnvironmentLock {
     /// Takes the lock, saying once that it waits if another process holds it.
     pub fn acquire(env: &Environment) -> Result<Self, Error> {
-        let dir = env.ensure_keel_dir()?;
-        let path = dir.join("lock");
-        let file = fs_err::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
-        lock(&file, &path, env, true)?;
-        Ok(EnvironmentLock { _file: file })
+        let file = lock(env, true)?;
+        Ok(EnvironmentLock {
+            file,
+            tidy: Some(env.keel_dir()),
+        })
     }
 
     /// A shared hold on the lock for a reader (`keel verify`): waits, saying
-    /// so, while a keel process changes the environment. Creates nothing: an
-    /// environment keel never locked gives `None`.
-    pub fn wait_shared(env: &Environment) -> Result<Option<Self>, Error> {
-        let path = env.keel_dir().join("lock");
-        let file = match fs_err::File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        lock(&file, &path, env, false)?;
-        Ok(Some(EnvironmentLock { _file: file }))
+    /// so, while a keel process changes the environment.
+    pub fn wait_shared(env: &Environment) -> Result<Self, Error> {
+        let file = lock(env, false)?;
+        Ok(EnvironmentLock { file, tidy: None })
     }
 }
 
-fn lock(file: &fs_err::File, path: &Path, env: &Environment, exclusive: bool) -> Result<(), Error> {
+impl Drop for EnvironmentLock {
+    fn drop(&mut self) {
+        // Still locked here: nobody else can be using `.keel/`.
+        if let Some(dir) = &self.tidy
+            && let Err(e) = fs_err::remove_dir(dir)
+            && !matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::DirectoryNotEmpty
+            )
+        {
+            tracing::debug!("could not remove an empty `.keel`: {e}");
+        }
+        let _ = self.file.file().unlock();
+    }
+}
+
+fn lock(env: &Environment, exclusive: bool) -> Result<fs_err::File, Error> {
+    let root = env.root();
+    let file = fs_err::File::open(root)?;
     let attempt = if exclusive {
         file.file().try_lock()
     } else {
@@ -58,22 +67,23 @@ fn lock(file: &fs_err::File, path: &Path, env: &Environment, exclusive: bool) ->
     let failed = |e: std::io::Error| {
         Error::from(std::io::Error::new(
             e.kind(),
-            format!("failed to lock `{}`: {e}", path.display()),
+            format!("failed to lock `{}`: {e}", root.display()),
         ))
     };
     match attempt {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(file),
         Err(TryLockError::WouldBlock) => {
             tracing::warn!(
                 "waiting for another keel process to finish with {}",
-                env.root().display()
+                root.display()
             );
             let result = if exclusive {
                 file.file().lock()
             } else {
                 file.file().lock_shared()
             };
-            result.map_err(failed)
+            result.map_err(failed)?;
+            Ok(file)
         }
         Err(TryLockError::Error(e)) => Err(failed(e)),
     }
