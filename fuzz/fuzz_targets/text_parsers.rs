@@ -1,14 +1,15 @@
 //! Any text as RECORD, WHEEL, METADATA, entry_points.txt, a wheel file name,
 //! a RECORD hash or an entry path: the parsers return `Ok` or `Err`, never
-//! panic; RECORD rows keel writes parse back to the same rows.
+//! panic; RECORD rows keel writes (the rows it parsed, or each line of the
+//! input as a path) parse back to the same rows.
 
 #![no_main]
 // `fuzz_target!` itself opens files with `std::fs`; this crate's code uses `fs_err`.
 #![allow(clippy::disallowed_methods)]
 
 use keel_wheel::{
-    CoreMetadata, EntryPoints, RecordHash, WheelFilename, WheelInfo, classify_entry, parse_record,
-    validate_relative_path, write_record,
+    CoreMetadata, EntryPoints, RecordEntry, RecordHash, WheelFilename, WheelInfo, classify_entry,
+    parse_record, validate_relative_path, write_record,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -23,6 +24,24 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     let text = String::from_utf8_lossy(data);
+    // Any path keel may write to RECORD (a wheel's entry, a generated
+    // script, a `../` path outside site-packages) reads back as written.
+    let rows: Vec<RecordEntry> = text
+        .lines()
+        .filter(|line| !line.is_empty())
+        .map(|line| RecordEntry {
+            path: line.to_string(),
+            hash: None,
+            size: Some(line.len() as u64),
+        })
+        .collect();
+    let written = write_record(&rows);
+    assert_eq!(
+        parse_record(&written).as_ref(),
+        Ok(&rows),
+        "RECORD written from these paths does not parse back: {:?}",
+        String::from_utf8_lossy(&written)
+    );
     let _ = WheelInfo::parse(&text);
     let _ = CoreMetadata::parse(&text);
     let _ = EntryPoints::parse(&text);

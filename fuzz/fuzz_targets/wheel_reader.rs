@@ -3,8 +3,9 @@
 //! destination.
 //!
 //! The file is named `fuzz-1.0-py3-none-any.whl`, unless the input names a
-//! `{name}-{version}.dist-info/` directory: then it is named after that, so
-//! that mutations of a real wheel get past the file-name check.
+//! `{name}-{version}.dist-info/` directory short enough for a file name:
+//! then it is named after that, so that mutations of a real wheel get past
+//! the file-name check.
 
 #![no_main]
 // `fuzz_target!` itself opens files with `std::fs`; this crate's code uses `fs_err`.
@@ -52,8 +53,11 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(beside.len(), 2, "{beside:?}");
 });
 
-/// `{stem}-py3-none-any.whl` for the first `{stem}.dist-info/` in `data`.
+/// `{stem}-py3-none-any.whl` for the first `{stem}.dist-info/` in `data`,
+/// if that is a file name Linux can create (at most 255 bytes).
 fn file_name(data: &[u8]) -> String {
+    const TAGS: &str = "-py3-none-any.whl";
+    const NAME_MAX: usize = 255;
     let marker = b".dist-info/";
     let stem = data
         .windows(marker.len())
@@ -65,6 +69,7 @@ fn file_name(data: &[u8]) -> String {
                 .map_or(0, |i| i + 1);
             String::from_utf8_lossy(&data[start..end]).into_owned()
         })
-        .filter(|stem| stem.contains('-') && !stem.starts_with('-'));
-    format!("{}-py3-none-any.whl", stem.as_deref().unwrap_or("fuzz-1.0"))
+        .filter(|stem| stem.contains('-') && !stem.starts_with('-'))
+        .filter(|stem| stem.len() + TAGS.len() <= NAME_MAX);
+    format!("{}{TAGS}", stem.as_deref().unwrap_or("fuzz-1.0"))
 }

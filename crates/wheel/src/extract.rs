@@ -457,17 +457,20 @@ impl WheelArchive {
     }
 
     fn read_small_entry(&mut self, entry: &str) -> Result<Option<Vec<u8>>, Error> {
-        /// `.dist-info` text files larger than this are refused (a bomb, not metadata).
-        const LIMIT: u64 = 64 << 20;
+        /// `.dist-info` text files larger than this are refused (a bomb, not
+        /// metadata), and so are ones over the caller's per-file limit.
+        const METADATA_LIMIT: u64 = 64 << 20;
+        let limit = METADATA_LIMIT.min(self.limits.max_file_size);
         let wheel = self.path.clone();
         let mut file = match self.zip.by_name(entry) {
             Ok(file) => file,
             Err(zip::result::ZipError::FileNotFound) => return Ok(None),
             Err(source) => return Err(Error::Zip { wheel, source }),
         };
-        let mut bytes = Vec::with_capacity(file.size().min(LIMIT) as usize);
+        let declared = file.size();
+        let mut bytes = Vec::with_capacity(declared.min(limit) as usize);
         file.by_ref()
-            .take(LIMIT + 1)
+            .take(limit + 1)
             .read_to_end(&mut bytes)
             .map_err(|source| Error::Entry {
                 wheel,
@@ -475,12 +478,13 @@ impl WheelArchive {
                 source,
             })?;
         drop(file);
-        if bytes.len() as u64 > LIMIT {
+        if bytes.len() as u64 > limit {
             return Err(self.invalid(
                 entry,
-                Rule::SizeMismatch {
-                    expected: LIMIT,
-                    actual: bytes.len() as u64,
+                Rule::TooLarge {
+                    size: declared.max(bytes.len() as u64),
+                    limit,
+                    what: "file",
                 },
             ));
         }

@@ -8,6 +8,9 @@
 
 use crate::{RecordHash, Rule};
 
+/// The UTF-8 encoding of U+FEFF, the byte order mark.
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
 /// One row of RECORD.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordEntry {
@@ -21,11 +24,26 @@ pub struct RecordEntry {
 /// must use an accepted algorithm; a size, when present, must be a number.
 ///
 /// Blank lines are skipped (some tools end the file with one).
+///
+/// The bytes are read as they are, as Python's `csv` module reads the text:
+/// a UTF-8 byte order mark at the start is part of the first path, not an
+/// encoding mark to drop. (The `csv` crate drops one; a first RECORD row
+/// that [`write_record`] wrote for a file named `\u{feff}x` would read back
+/// as `x`, and an uninstall would go for `x` and leave `\u{feff}x` behind.)
 pub fn parse_record(bytes: &[u8]) -> Result<Vec<RecordEntry>, Rule> {
+    // `csv` drops a BOM only at the very start of its input, and only once:
+    // put one in front for it to drop, so that the RECORD's own is kept.
+    let with_bom;
+    let input = if bytes.starts_with(UTF8_BOM) {
+        with_bom = [UTF8_BOM, bytes].concat();
+        with_bom.as_slice()
+    } else {
+        bytes
+    };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_reader(bytes);
+        .from_reader(input);
     let mut entries = Vec::new();
     for (index, row) in reader.byte_records().enumerate() {
         let line = index as u64 + 1;
@@ -144,5 +162,49 @@ mod tests {
         let bytes = write_record(&entries);
         assert!(String::from_utf8_lossy(&bytes).ends_with("pkg-1.dist-info/RECORD,,\n"));
         assert_eq!(parse_record(&bytes).unwrap(), entries);
+    }
+
+    /// Found by `fuzz/text_parsers` (minimized input: the three bytes of a
+    /// UTF-8 BOM, as a path): RECORD written for a first path starting with
+    /// U+FEFF did not parse back, since the `csv` crate dropped a leading
+    /// BOM. Python's `csv` module keeps it.
+    #[test]
+    fn a_leading_byte_order_mark_belongs_to_the_first_path() {
+        let only_bom = vec![RecordEntry {
+            path: "\u{feff}".into(),
+            hash: None,
+            size: Some(3),
+        }];
+        assert_eq!(parse_record(&write_record(&only_bom)).unwrap(), only_bom);
+        let entries = vec![
+            RecordEntry {
+                path: "\u{feff}six.py".into(),
+                hash: Some(RecordHash::of(HashAlgorithm::Sha256, b"")),
+                size: Some(0),
+            },
+            RecordEntry {
+                path: "\u{feff}b".into(),
+                hash: None,
+                size: None,
+            },
+        ];
+        let bytes = write_record(&entries);
+        assert!(bytes.starts_with(UTF8_BOM));
+        assert_eq!(parse_record(&bytes).unwrap(), entries);
+        // Two BOMs: `csv` dropped one, the path kept the other.
+        assert_eq!(
+            parse_record(b"\xef\xbb\xbf\xef\xbb\xbfa,,\n").unwrap()[0].path,
+            "\u{feff}\u{feff}a"
+        );
+        // A quoted first field after a BOM is not quoted (as in Python).
+        assert_eq!(
+            parse_record(b"\xef\xbb\xbf\"a\",,\n").unwrap()[0].path,
+            "\u{feff}\"a\""
+        );
+        // A RECORD of only a BOM is a malformed row, not an empty RECORD.
+        assert!(matches!(
+            parse_record(UTF8_BOM),
+            Err(Rule::MalformedRecordRow { line: 1, .. })
+        ));
     }
 }
