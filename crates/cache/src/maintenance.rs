@@ -226,6 +226,18 @@ impl Cache {
         }
     }
 
+    /// Before removing anything: refuses a directory that is not a keel
+    /// cache, then waits for the exclusive lock (a dry run takes none: it
+    /// changes nothing, not even a lock file).
+    fn lock_for_removal(&self, dry_run: bool) -> Result<Option<crate::CacheLock>, Error> {
+        self.check_is_keel_cache()?;
+        if dry_run {
+            Ok(None)
+        } else {
+            self.lock_exclusive().map(Some)
+        }
+    }
+
     /// Removes the whole cache (`names` empty) or the archives and pointers
     /// of the distributions named, whatever their permissions, never
     /// following a symlink out of the cache. With `dry_run`, only counts.
@@ -238,12 +250,7 @@ impl Cache {
             report.not_cached = names.to_vec();
             return Ok(report);
         }
-        self.check_is_keel_cache()?;
-        let _lock = if dry_run {
-            None
-        } else {
-            Some(self.lock_exclusive()?)
-        };
+        let _lock = self.lock_for_removal(dry_run)?;
         if !names.is_empty() {
             for name in names {
                 let normalized = keel_wheel::normalize_name(name);
@@ -365,12 +372,7 @@ impl Cache {
         if fs_err::symlink_metadata(&self.root).is_err() {
             return Ok(report);
         }
-        self.check_is_keel_cache()?;
-        let _lock = if dry_run {
-            None
-        } else {
-            Some(self.lock_exclusive()?)
-        };
+        let _lock = self.lock_for_removal(dry_run)?;
         let mut doomed: BTreeSet<PathBuf> = BTreeSet::new();
         let inventory = self.inventory()?;
         // Unfinished unpacks: no unpack runs while the exclusive lock is held.

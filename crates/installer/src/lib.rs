@@ -453,7 +453,9 @@ pub fn install(
             reason,
         });
         stage::discard(job)?;
-        let archive = unpack(&cache, &job.source, Some(&job.archive.id), options)?.into_archive();
+        let stale = Some(job.archive.id.as_str());
+        let archive = reporting_unpack(&job.source, options, || cache.unpack(&job.source, stale))?
+            .into_archive();
         let mut fresh = vec![WheelJob::plan(
             job.source.clone(),
             archive,
@@ -696,15 +698,8 @@ fn obtain_archive(
             ArchiveOrigin::Repaired(reason)
         }
     };
-    let name = source.filename.to_string();
-    if let Some(reporter) = &options.reporter {
-        reporter.on_unpack_start(&name, source.size);
-    }
-    let unpacked = cache.try_unpack(source, None);
-    if let Some(reporter) = &options.reporter {
-        reporter.on_unpack_complete(&name);
-    }
-    Ok(match (unpacked?, origin) {
+    let unpacked = reporting_unpack(source, options, || cache.try_unpack(source, None))?;
+    Ok(match (unpacked, origin) {
         (None, origin) => Obtained::Busy(origin),
         // Another process unpacked it just before this one's turn.
         (Some(Unpack::FoundReady(archive)), ArchiveOrigin::Unpacked) => {
@@ -714,18 +709,17 @@ fn obtain_archive(
     })
 }
 
-/// Unpacks a wheel (unless another process just did), telling the reporter.
-fn unpack(
-    cache: &Cache,
+/// Runs an unpack of `source`, telling the reporter when it starts and ends.
+fn reporting_unpack<T>(
     source: &WheelSource,
-    stale: Option<&str>,
     options: &InstallOptions,
-) -> Result<Unpack, Error> {
+    unpack: impl FnOnce() -> Result<T, keel_cache::Error>,
+) -> Result<T, Error> {
     let name = source.filename.to_string();
     if let Some(reporter) = &options.reporter {
         reporter.on_unpack_start(&name, source.size);
     }
-    let unpacked = cache.unpack(source, stale);
+    let unpacked = unpack();
     if let Some(reporter) = &options.reporter {
         reporter.on_unpack_complete(&name);
     }
