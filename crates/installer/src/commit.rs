@@ -45,6 +45,31 @@ pub struct Takeover {
     pub owner: String,
 }
 
+/// Whether the directory `dir` holds nothing but files of `leaving` and
+/// directories that do (memoized in `covered`). Symlinks are entries like
+/// files: one counts only if it is itself in `leaving`.
+fn holds_only(
+    dir: &Path,
+    leaving: &HashSet<PathBuf>,
+    covered: &mut HashMap<PathBuf, bool>,
+) -> Result<bool, Error> {
+    if let Some(known) = covered.get(dir) {
+        return Ok(*known);
+    }
+    let mut only = true;
+    for entry in fs_err::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let is_dir = entry.file_type()?.is_dir();
+        if !(leaving.contains(&path) || is_dir && holds_only(&path, leaving, covered)?) {
+            only = false;
+            break;
+        }
+    }
+    covered.insert(dir.to_path_buf(), only);
+    Ok(only)
+}
+
 pub(crate) struct Planner<'a> {
     env: &'a Environment,
     backup: PathBuf,
@@ -92,19 +117,11 @@ impl<'a> Planner<'a> {
     pub(crate) fn finish(mut self, summary: String) -> (Journal, Vec<Takeover>) {
         self.journal.summary = summary;
         // Directories a removal may empty, up to (not including) the roots
-        // of the scheme: site-packages, bin, include and the environment.
-        let keep: HashSet<&Path> = [self.env.site_packages(), self.env.scripts_dir()]
-            .into_iter()
-            .flat_map(Path::ancestors)
-            .collect();
-        let include = self.env.root().join("include");
+        // of the scheme.
         let mut prune = BTreeSet::new();
         for dir in &self.journal.prune {
             for ancestor in dir.ancestors() {
-                if keep.contains(ancestor)
-                    || ancestor == include
-                    || !ancestor.starts_with(self.env.root())
-                {
+                if self.is_scheme_boundary(ancestor) {
                     break;
                 }
                 prune.insert(ancestor.to_path_buf());
@@ -112,6 +129,16 @@ impl<'a> Planner<'a> {
         }
         self.journal.prune = prune;
         (self.journal, self.takeovers)
+    }
+
+    /// site-packages, bin, include, the environment root, the directories
+    /// above them, and everything outside the environment: directories a
+    /// removal never removes, however empty it leaves them.
+    fn is_scheme_boundary(&self, dir: &Path) -> bool {
+        self.env.site_packages().starts_with(dir)
+            || self.env.scripts_dir().starts_with(dir)
+            || dir == self.env.root().join("include")
+            || !dir.starts_with(self.env.root())
     }
 
     fn plan_move(&mut self, from: &Path, to: &Path) {
@@ -153,7 +180,10 @@ impl<'a> Planner<'a> {
 
     /// Plans moving every file of an installed distribution (by its RECORD)
     /// into the backup area, with the `__pycache__` files of its `.py`
-    /// files, then its `.dist-info`.
+    /// files, then its `.dist-info`. A directory holding nothing but such
+    /// files (a package directory of the distribution) moves in one rename:
+    /// an upgrade of Django is a handful of renames, not thousands, and so
+    /// is its journal and its `fsync`s.
     ///
     /// *Recording installed projects § Intentionally preventing changes*:
     /// paths outside the environment, and the environment's own files, are
@@ -176,6 +206,7 @@ impl<'a> Planner<'a> {
                 dist.version
             ),
             Some(rows) => {
+                let mut leaving: Vec<PathBuf> = Vec::new();
                 let mut seen = HashSet::new();
                 for row in rows {
                     let path = dist.resolve(&row.path);
@@ -200,9 +231,22 @@ impl<'a> Planner<'a> {
                         );
                         continue;
                     }
-                    self.back_up_file(&path)?;
-                    if path.extension().is_some_and(|e| e == "py") {
-                        self.back_up_bytecode(&path)?;
+                    if self.is_removable_file(&path) {
+                        if path.extension().is_some_and(|e| e == "py") {
+                            leaving.extend(self.bytecode_of(&path)?);
+                        }
+                        leaving.push(path);
+                    }
+                }
+                let leaving: HashSet<PathBuf> = leaving.into_iter().collect();
+                for dir in self.whole_directories(&leaving)? {
+                    self.back_up(&dir)?;
+                }
+                let mut files: Vec<&PathBuf> = leaving.iter().collect();
+                files.sort();
+                for path in files {
+                    if !self.is_gone(path) {
+                        self.back_up(path)?;
                     }
                 }
             }
@@ -213,21 +257,90 @@ impl<'a> Planner<'a> {
         Ok(())
     }
 
-    fn back_up_file(&mut self, path: &Path) -> Result<(), Error> {
-        if self.gone.contains(path) {
-            return Ok(());
+    /// Whether `path` is a file (or symlink) the plan may move out: not
+    /// moved already, not a directory, not reached through a symlink.
+    fn is_removable_file(&mut self, path: &Path) -> bool {
+        if self.is_gone(path) {
+            return false;
         }
         if self.through_symlink(path) {
             tracing::warn!(
                 "not removing `{}`: a directory on its path is a symlink, which keel never follows",
                 path.display()
             );
-            return Ok(());
+            return false;
         }
-        match fs_err::symlink_metadata(path) {
-            Ok(metadata) if !metadata.is_dir() => self.back_up(path),
-            _ => Ok(()),
+        fs_err::symlink_metadata(path).is_ok_and(|metadata| !metadata.is_dir())
+    }
+
+    /// Whether the plan already moves `path` or a directory above it out.
+    fn is_gone(&self, path: &Path) -> bool {
+        path.ancestors().any(|a| self.gone.contains(a))
+    }
+
+    /// The topmost directories that hold nothing but `leaving` files (and
+    /// directories of such files), below the scheme's roots: those move
+    /// whole. A directory with anything else in it (another distribution's
+    /// file, a file no RECORD lists, a symlink to a directory) does not.
+    fn whole_directories(&mut self, leaving: &HashSet<PathBuf>) -> Result<Vec<PathBuf>, Error> {
+        let mut candidates: BTreeSet<&Path> = BTreeSet::new();
+        for path in leaving {
+            for dir in path.ancestors().skip(1) {
+                if self.is_scheme_boundary(dir) || !candidates.insert(dir) {
+                    break;
+                }
+            }
         }
+        let mut covered: HashMap<PathBuf, bool> = HashMap::new();
+        let mut whole: Vec<PathBuf> = Vec::new();
+        // Shallowest first, so that a directory inside a chosen one is skipped.
+        let mut by_depth: Vec<&Path> = candidates.into_iter().collect();
+        by_depth.sort_by_key(|dir| dir.components().count());
+        for dir in by_depth {
+            if whole.iter().any(|chosen| dir.starts_with(chosen))
+                || is_protected(self.env, dir)
+                || self.through_symlink(dir)
+                || self.is_gone(dir)
+            {
+                continue;
+            }
+            if holds_only(dir, leaving, &mut covered)? {
+                whole.push(dir.to_path_buf());
+            }
+        }
+        Ok(whole)
+    }
+
+    /// `__pycache__/<stem>.<tag>.pyc` and `.opt-N.pyc` for a removed `.py`
+    /// (PEP 3147 and PEP 488 names).
+    fn bytecode_of(&mut self, source: &Path) -> Result<Vec<PathBuf>, Error> {
+        let (Some(dir), Some(stem)) =
+            (source.parent(), source.file_stem().and_then(|s| s.to_str()))
+        else {
+            return Ok(Vec::new());
+        };
+        let cache = dir.join("__pycache__");
+        let Ok(entries) = fs_err::read_dir(&cache) else {
+            return Ok(Vec::new());
+        };
+        let prefix = format!("{stem}.");
+        let mut compiled = Vec::new();
+        for entry in entries {
+            let name = entry?.file_name();
+            if let Some(name) = name.to_str()
+                && let Some(middle) = name
+                    .strip_prefix(&prefix)
+                    .and_then(|rest| rest.strip_suffix(".pyc"))
+                && !middle.is_empty()
+                && middle.split('.').count() <= 2
+            {
+                let path = cache.join(name);
+                if self.is_removable_file(&path) {
+                    compiled.push(path);
+                }
+            }
+        }
+        Ok(compiled)
     }
 
     /// Whether a directory between the environment root and `path` is a
@@ -251,39 +364,6 @@ impl<'a> Planner<'a> {
             }
         }
         false
-    }
-
-    /// `__pycache__/<stem>.<tag>.pyc` and `.opt-N.pyc` for a removed `.py`
-    /// (PEP 3147 and PEP 488 names).
-    fn back_up_bytecode(&mut self, source: &Path) -> Result<(), Error> {
-        let (Some(dir), Some(stem)) =
-            (source.parent(), source.file_stem().and_then(|s| s.to_str()))
-        else {
-            return Ok(());
-        };
-        let cache = dir.join("__pycache__");
-        let Ok(entries) = fs_err::read_dir(&cache) else {
-            return Ok(());
-        };
-        let prefix = format!("{stem}.");
-        let mut compiled = Vec::new();
-        for entry in entries {
-            let name = entry?.file_name();
-            if let Some(name) = name.to_str()
-                && let Some(middle) = name
-                    .strip_prefix(&prefix)
-                    .and_then(|rest| rest.strip_suffix(".pyc"))
-                && !middle.is_empty()
-                && middle.split('.').count() <= 2
-            {
-                compiled.push(cache.join(name));
-            }
-        }
-        compiled.sort();
-        for path in compiled {
-            self.back_up_file(&path)?;
-        }
-        Ok(())
     }
 
     /// Plans renaming a staged tree (laid out like the environment) into
