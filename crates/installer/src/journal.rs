@@ -96,12 +96,15 @@ impl Journal {
             path: transaction.join(JOURNAL),
             reason: e.to_string(),
         })?;
+        let start = std::time::Instant::now();
         write_durably(transaction, JOURNAL, &bytes)?;
+        let journaled = start.elapsed();
         let result = (|| -> Result<(), Error> {
             for step in &self.moves {
                 fault::mutation();
                 fs_err::rename(&step.from, &step.to)?;
             }
+            let moved = start.elapsed();
             let touched: BTreeSet<&Path> = self
                 .moves
                 .iter()
@@ -112,7 +115,14 @@ impl Journal {
                 fsync_dir(dir)?;
             }
             fault::mutation();
-            write_durably(transaction, COMMITTED, b"")
+            write_durably(transaction, COMMITTED, b"")?;
+            tracing::debug!(
+                "journal of {} moves ({} bytes) durable after {journaled:.1?}, moves done after {moved:.1?}, committed after {:.1?}",
+                self.moves.len(),
+                bytes.len(),
+                start.elapsed()
+            );
+            Ok(())
         })();
         if let Err(error) = result {
             let failures = self.roll_back();

@@ -37,6 +37,7 @@ mod fault;
 mod journal;
 mod link;
 mod lock;
+mod phases;
 mod scripts;
 mod stage;
 
@@ -262,6 +263,7 @@ pub fn install(
     wheels: &[impl AsRef<Path>],
     options: &InstallOptions,
 ) -> Result<InstallReport, Error> {
+    let mut phases = phases::Phases::start();
     // The wheels are checked first: a bad argument changes nothing anywhere.
     let mut sources: Vec<WheelSource> = Vec::with_capacity(wheels.len());
     for wheel in wheels {
@@ -345,7 +347,9 @@ pub fn install(
     } else {
         Vec::new()
     };
+    phases.mark("open");
     if todo.is_empty() && removals.is_empty() {
+        phases.report();
         return Ok(report);
     }
 
@@ -373,6 +377,7 @@ pub fn install(
             }
         })
         .collect();
+    phases.mark("archives");
     if cancelled() {
         return Err(Error::Interrupted);
     }
@@ -402,6 +407,7 @@ pub fn install(
         jobs.push(WheelJob::plan(source.clone(), archive, root, &layout)?);
     }
     check_overlaps(&jobs, &layout)?;
+    phases.mark("plan");
 
     // Stage and verify; heal damaged archives and stage those wheels again.
     let mode = match jobs.first() {
@@ -480,8 +486,10 @@ pub fn install(
         }
         *job = fresh.remove(0);
     }
+    phases.mark("stage");
     jobs.par_iter()
         .try_for_each(|job| stage::write_generated(job, &layout))?;
+    phases.mark("generate");
 
     // Commit.
     if cancelled() {
@@ -538,7 +546,10 @@ pub fn install(
         );
     }
     report.takeovers = takeovers;
+    phases.mark("plan commit");
     commit_transaction(&env, &journal, transaction.keep())?;
+    phases.mark("commit");
+    phases.report();
     report.removed = removals.into_iter().map(|d| (d.name, d.version)).collect();
     for ((_, replaced), job) in todo.iter().zip(&jobs) {
         report.installed.push(InstalledWheel {
