@@ -8,10 +8,13 @@
 mod common;
 
 use std::ffi::OsStr;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::pypi::{pip_install, real_wheels, wheel_name_version};
+use common::unprivileged::{
+    User, configured_unprivileged_user, run_as, running_as_root, user_exists, user_named,
+};
 use common::*;
 use keel_fixtures::bundled::{DATA, HELLO_V1, HELLO_V2, LEGACY, MANY, NS_A, NS_B};
 use serde_json::{Value, json};
@@ -38,9 +41,7 @@ const SIDE_BY_SIDE_DISTS: [&str; 6] = [
 /// Installs bundled wheels by file name, asserting success.
 #[track_caller]
 fn install_ok(sandbox: &Sandbox, venv: &Path, wheels: &[&str]) {
-    let paths: Vec<PathBuf> = wheels.iter().map(|w| sandbox.wheel(w)).collect();
-    let args: Vec<&dyn AsRef<OsStr>> = paths.iter().map(|p| p as _).collect();
-    assert_success(&sandbox.install(venv, &args));
+    assert_success(&sandbox.install_bundled(venv, wheels, &[]));
 }
 
 /// A sandbox with one environment (absolute path) holding `wheels`.
@@ -75,27 +76,6 @@ fn verify_json(venv: &Path, args: &[&str]) -> (Output, Value) {
     });
     assert_report_shape(&value);
     (output, value)
-}
-
-/// Asserts the exit code, showing the output if it differs.
-#[track_caller]
-fn assert_exit(output: &Output, code: i32) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
-        stdout(output),
-        stderr(output)
-    );
-}
-
-/// Asserts `haystack` contains `needle`, showing the haystack if not.
-#[track_caller]
-fn assert_contains(haystack: &str, needle: &str) {
-    assert!(
-        haystack.contains(needle),
-        "expected {needle:?} in:\n{haystack}"
-    );
 }
 
 /// The lines verify prints about one distribution: its header line
@@ -308,62 +288,42 @@ fn interrupt_by_hand(venv: &Path, name: &str, paths: &[PathBuf]) -> PathBuf {
     tx
 }
 
-/// The user to run a command as so that file modes apply: ourselves unless
-/// root, else `$KEEL_TEST_UNPRIVILEGED_USER` (`bash .ci/run` creates
-/// `keeltest` and sets it), else `keeltest` if that user exists. Root with
-/// neither fails the test: a skipped test proves nothing.
-fn unprivileged() -> Option<String> {
-    let euid = fs_err::metadata("/proc/self")
-        .expect("stat /proc/self")
-        .uid();
-    if euid != 0 {
+/// The user to run a command as so that file modes apply: ourselves
+/// (`None`) unless root, else `$KEEL_TEST_UNPRIVILEGED_USER` (`bash .ci/run`
+/// creates `keeltest` and sets it), else `keeltest` if that user exists.
+/// Root with neither fails the test: a skipped test proves nothing.
+fn unprivileged() -> Option<User> {
+    if !running_as_root() {
         return None;
     }
-    if let Some(user) = std::env::var("KEEL_TEST_UNPRIVILEGED_USER")
-        .ok()
-        .filter(|u| !u.is_empty())
-    {
-        return Some(user);
-    }
-    let keeltest = run(Command::new("id").args(["-u", "keeltest"]));
-    assert!(
-        keeltest.status.success(),
-        "running as root, which ignores file modes: set KEEL_TEST_UNPRIVILEGED_USER to an \
-         unprivileged user (`bash .ci/run` creates `keeltest` and sets it)"
-    );
-    Some("keeltest".to_string())
+    let name = configured_unprivileged_user().unwrap_or_else(|| {
+        assert!(
+            user_exists("keeltest"),
+            "running as root, which ignores file modes: set KEEL_TEST_UNPRIVILEGED_USER to an \
+             unprivileged user (`bash .ci/run` creates `keeltest` and sets it)"
+        );
+        "keeltest".to_string()
+    });
+    Some(user_named(&name))
 }
 
-/// `keel verify --venv VENV ARGS...` as an unprivileged user (see
+/// `keel verify --venv VENV --json ARGS...` as an unprivileged user (see
 /// [`unprivileged`]); the sandbox is made searchable for that user.
 fn verify_unprivileged(sandbox: &Sandbox, venv: &Path, args: &[&str]) -> Output {
-    let keel = keel();
-    let mut command = match unprivileged() {
-        None => keel,
-        Some(user) => {
-            fs_err::set_permissions(sandbox.path(), std::fs::Permissions::from_mode(0o755))
-                .expect("chmod sandbox");
-            let mut command = Command::new("runuser");
-            command
-                .args(["-u", &user, "--"])
-                .arg(keel.get_program())
-                .env_remove("VIRTUAL_ENV")
-                .env_remove("KEEL_CACHE_DIR")
-                .env_remove("KEEL_LOG")
-                .current_dir("/");
-            command
-        }
-    };
-    run(command
+    let mut command = keel();
+    command
         .arg("verify")
         .arg("--venv")
         .arg(venv)
         .arg("--json")
-        .args(args))
-}
-
-fn chmod(path: &Path, mode: u32) {
-    fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        .args(args);
+    match unprivileged() {
+        None => run(&mut command),
+        Some(user) => {
+            chmod(sandbox.path(), 0o755);
+            run_as(command.current_dir("/"), user)
+        }
+    }
 }
 
 // ------------------------------------------------------------ clean envs
@@ -1065,10 +1025,7 @@ fn verify_refuses_an_unknown_name_naming_it() {
 /// Runs `python -m compileall -q` over the whole environment at every
 /// optimization level, and the console scripts (which import the packages).
 fn compile_everything(venv: &Path) {
-    let output = run(Command::new(venv.join("bin/python"))
-        .args(["-m", "compileall", "-q", "-o", "0", "-o", "1", "-o", "2"])
-        .arg(venv));
-    assert_success(&output);
+    compile_at_every_level(venv, venv);
     assert_eq!(
         script(venv, "keel-hello", &[]).trim(),
         "hello from keel_demo_hello 1.0.0"
@@ -1298,56 +1255,17 @@ fn verify_never_writes_into_the_environment() {
 
 // ------------------------------------------------------ a real environment
 
-/// The pinned real PyPI wheels (`fixtures/pypi/`): `$KEEL_PYPI_WHEELS`, else
-/// `fixtures/pypi/wheels`. Missing wheels fail the test, as in
-/// tests/pypi.rs: a skipped test proves nothing.
-fn real_wheels() -> Vec<PathBuf> {
-    let dir = match std::env::var_os("KEEL_PYPI_WHEELS").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pypi/wheels"),
-    };
-    let hint = "run `bash fixtures/pypi/download.sh` (or `bash .ci/run`) to download the pinned PyPI wheels";
-    let entries = fs_err::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("the real PyPI wheels are missing ({e}); {hint}"));
-    let mut wheels: Vec<PathBuf> = entries
-        .map(|e| e.expect("read_dir").path())
-        .filter(|p| p.extension() == Some(OsStr::new("whl")))
-        .collect();
-    wheels.sort();
-    let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pypi/requirements.txt");
-    let pinned = fs_err::read_to_string(&requirements)
-        .expect("requirements.txt")
-        .lines()
-        .filter(|l| l.contains("=="))
-        .count();
-    assert_eq!(
-        wheels.len(),
-        pinned,
-        "{} holds {} wheels, {} pins {pinned}; {hint}",
-        dir.display(),
-        wheels.len(),
-        requirements.display()
-    );
-    wheels
-}
+// The pinned real PyPI wheels (`common::pypi::real_wheels`): missing wheels
+// fail these tests, as in tests/pypi.rs: a skipped test proves nothing.
 
 #[test]
 fn verify_checks_a_large_real_environment_and_catches_one_edit() {
-    let wheels = real_wheels();
+    let real = real_wheels();
+    let wheels = &real.wheels;
     // A sandbox whose cache is its own; the bundled wheels are not built.
-    let dir = tempfile::Builder::new()
-        .prefix("keel-audit-pypi-")
-        .tempdir()
-        .expect("tempdir");
-    let cache = dir.path().join("cache");
-    let sandbox = Sandbox {
-        dir,
-        wheels: PathBuf::new(),
-        cache,
-    };
+    let sandbox = Sandbox::without_wheels("keel-audit-pypi-");
     let venv = std::path::absolute(sandbox.venv("venv")).expect("absolute");
-    let args: Vec<&dyn AsRef<OsStr>> = wheels.iter().map(|w| w as _).collect();
-    assert_success(&sandbox.install(&venv, &args));
+    assert_success(&sandbox.install_paths(&venv, wheels, &[]));
     // Python has run: bytecode everywhere, as in real life.
     let output = run(Command::new(venv.join("bin/python"))
         .args(["-m", "compileall", "-q"])
@@ -1373,17 +1291,7 @@ fn verify_checks_a_large_real_environment_and_catches_one_edit() {
     let output = verify(&venv, &[]);
     assert_exit(&output, 1);
     assert_same_tree(&before, &snapshot(&venv));
-    let django_version = wheels
-        .iter()
-        .find_map(|w| {
-            w.file_name()?
-                .to_str()?
-                .strip_prefix("django-")?
-                .split('-')
-                .next()
-                .map(str::to_string)
-        })
-        .expect("a django wheel");
+    let (_, django_version) = wheel_name_version(real.wheel("django"));
     let django = format!("django=={django_version}");
     assert_eq!(
         block(&output, &django),
@@ -1410,28 +1318,14 @@ fn verify_checks_a_large_real_environment_and_catches_one_edit() {
 fn verify_accepts_an_environment_installed_by_pip() {
     // pip's RECORD spells things its own way (bytecode listed, console
     // scripts rewritten): verify judges any installer's work, not just keel's.
-    let wheels = real_wheels();
+    let wheels = real_wheels().wheels;
     let dir = tempfile::Builder::new()
         .prefix("keel-audit-pip-")
         .tempdir()
         .expect("tempdir");
     let venv = dir.path().join("venv");
     create_venv(&venv);
-    let output = run(Command::new("python3")
-        .args(["-m", "pip", "--python"])
-        .arg(venv.join("bin/python"))
-        .args([
-            "install",
-            "--no-deps",
-            "--no-index",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--quiet",
-        ])
-        .args(&wheels)
-        .env_remove("VIRTUAL_ENV")
-        .env_remove("PIP_REQUIRE_VIRTUALENV"));
-    assert_success(&output);
+    pip_install(&venv, &[], &wheels);
     let (output, report) = verify_json(&venv, &[]);
     assert_exit(&output, 0);
     assert_eq!(

@@ -11,12 +11,16 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime};
 
+use common::ageing::backdate_files_under;
+use common::time_limit::output_with_limit;
+use common::unprivileged::{
+    User, configured_unprivileged_user, run_as, running_as_root, user_named,
+};
 use common::*;
 use keel_fixtures::bundled;
 
@@ -25,51 +29,15 @@ const MANY: &str = "keel-demo-many";
 const DATA: &str = "keel-demo-data";
 
 /// The bundled wheels one install can take (one version of hello).
-const SIX: [&str; 6] = [
-    bundled::HELLO_V1,
-    bundled::DATA,
-    bundled::MANY,
-    bundled::LEGACY,
-    bundled::NS_A,
-    bundled::NS_B,
-];
+const SIX: [&str; 6] = ALL_BUNDLED_DISTRIBUTIONS;
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
 
-/// `keel cache ARGS --cache-dir CACHE`.
-fn cache_command(cache: &Path, args: &[&str]) -> Command {
-    let mut command = keel();
-    command
-        .arg("cache")
-        .args(args)
-        .arg("--cache-dir")
-        .arg(cache);
-    command
-}
-
+/// `keel cache ARGS --cache-dir CACHE` of the sandbox's cache.
 fn keel_cache(sandbox: &Sandbox, args: &[&str]) -> Output {
     run(&mut cache_command(&sandbox.cache, args))
-}
-
-#[track_caller]
-fn assert_exit(output: &Output, code: i32) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
-        stdout(output),
-        stderr(output)
-    );
-}
-
-fn warnings(output: &Output) -> Vec<String> {
-    stderr(output)
-        .lines()
-        .filter(|line| line.starts_with("warning:"))
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Installs wheels (by fixture file name) into a fresh environment.
@@ -80,12 +48,7 @@ fn install(
     extra: &[&str],
 ) -> (PathBuf, Output) {
     let venv = sandbox.venv(venv_name);
-    let paths: Vec<PathBuf> = wheels.iter().map(|w| sandbox.wheel(w)).collect();
-    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = paths.iter().map(|p| p as _).collect();
-    for arg in extra {
-        args.push(arg);
-    }
-    let output = sandbox.install(&venv, &args);
+    let output = sandbox.install_bundled(&venv, wheels, extra);
     (venv, output)
 }
 
@@ -93,8 +56,7 @@ fn install(
 fn warm_sandbox() -> Sandbox {
     let sandbox = Sandbox::new();
     let (_, output) = install(&sandbox, "warm", &SIX, &[]);
-    assert_success(&output);
-    assert!(warnings(&output).is_empty(), "{}", stderr(&output));
+    assert_success_without_warnings(&output);
     sandbox
 }
 
@@ -133,37 +95,15 @@ fn reported_files(output: &Output) -> u64 {
         .unwrap_or_else(|_| panic!("no file count in `{line}`"))
 }
 
-fn chmod(path: &Path, mode: u32) {
-    fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-}
-
-fn set_mtime(path: &Path, mtime: SystemTime) {
-    fs_err::File::open(path)
-        .expect("open to set times")
-        .set_times(std::fs::FileTimes::new().set_modified(mtime))
-        .expect("set mtime");
-}
-
-/// The one pointer file of a distribution.
-fn pointer(sandbox: &Sandbox, dist: &str) -> PathBuf {
-    let dir = sandbox.cache.join("pointers-v1").join(dist);
-    let pointers: Vec<PathBuf> = fs_err::read_dir(&dir)
-        .expect("pointer dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    assert_eq!(pointers.len(), 1, "{pointers:?}");
-    pointers[0].clone()
-}
-
 // ---------------------------------------------------------------------------
 // An ordinary user
 // ---------------------------------------------------------------------------
 
-/// The unprivileged user `.ci/run` creates, as (uid, gid). Fails (never
-/// skips) when there is none: a permission test run as root proves nothing.
-fn unprivileged_user() -> (u32, u32) {
-    let name = std::env::var("KEEL_TEST_UNPRIVILEGED_USER").unwrap_or_else(|_| {
+/// The unprivileged user `.ci/run` creates (`$KEEL_TEST_UNPRIVILEGED_USER`,
+/// which must be set). Fails (never skips) when there is none: a permission
+/// test run as root proves nothing.
+fn unprivileged_user() -> User {
+    let name = configured_unprivileged_user().unwrap_or_else(|| {
         panic!(
             "KEEL_TEST_UNPRIVILEGED_USER is not set: permission tests must run keel as an \
              ordinary user (root ignores permission bits); run `bash .ci/run`, or create a user \
@@ -171,44 +111,26 @@ fn unprivileged_user() -> (u32, u32) {
         )
     });
     assert!(
-        rustix_is_root(),
+        running_as_root(),
         "permission tests switch to `{name}` for keel, which only root can do"
     );
-    let id = |flag: &str| -> u32 {
-        let output = run(Command::new("id").arg(flag).arg(&name));
-        assert_success(&output);
-        stdout(&output).trim().parse().expect("numeric id")
-    };
-    let (uid, gid) = (id("-u"), id("-g"));
-    assert_ne!(uid, 0, "`{name}` must not be root");
-    (uid, gid)
-}
-
-fn rustix_is_root() -> bool {
-    let output = run(Command::new("id").arg("-u"));
-    stdout(&output).trim() == "0"
-}
-
-/// `command`, run as the unprivileged user.
-fn as_user(command: &mut Command, (uid, gid): (u32, u32)) -> Output {
-    // std drops root's supplementary groups when it switches the uid.
-    command.uid(uid).gid(gid).env("HOME", "/nonexistent");
-    run(command)
+    user_named(&name)
 }
 
 /// Gives `root` and everything under it (symlinks themselves, not their
 /// targets) to the user.
-fn give_to(root: &Path, (uid, gid): (u32, u32)) {
+fn give_to(root: &Path, user: User) {
     for entry in walkdir::WalkDir::new(root) {
         let entry = entry.expect("walk");
-        std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid)).expect("lchown");
+        std::os::unix::fs::lchown(entry.path(), Some(user.uid), Some(user.gid)).expect("lchown");
     }
 }
 
 /// Gives the sandbox directory itself (not what is in it) to the user, so
 /// that the user can reach the cache inside and remove the cache directory.
-fn give_sandbox_dir_to(sandbox: &Sandbox, (uid, gid): (u32, u32)) {
-    std::os::unix::fs::lchown(sandbox.path(), Some(uid), Some(gid)).expect("lchown sandbox");
+fn give_sandbox_dir_to(sandbox: &Sandbox, user: User) {
+    std::os::unix::fs::lchown(sandbox.path(), Some(user.uid), Some(user.gid))
+        .expect("lchown sandbox");
     chmod(sandbox.path(), 0o755);
 }
 
@@ -284,14 +206,14 @@ fn clean_as_an_ordinary_user_removes_directories_of_every_broken_mode() {
         .find(|(_, mode)| *mode == 0o000)
         .map(|(dir, _)| dir.clone())
         .expect("a 0o000 directory");
-    let listing = as_user(Command::new("ls").arg(&unreadable), user);
+    let listing = run_as(Command::new("ls").arg(&unreadable), user);
     assert!(
         !listing.status.success() && stderr(&listing).contains("Permission denied"),
         "the test user could list a d--------- directory: the test would prove nothing"
     );
-    let control = as_user(Command::new("ls").arg(cache.join("pointers-v1")), user);
+    let control = run_as(Command::new("ls").arg(cache.join("pointers-v1")), user);
     assert_success(&control);
-    let naive = as_user(
+    let naive = run_as(
         Command::new("rm")
             .arg("-rf")
             .arg(cache.join("tmp/unpack-failed-000")),
@@ -303,7 +225,7 @@ fn clean_as_an_ordinary_user_removes_directories_of_every_broken_mode() {
     );
     let (files, _) = count_files(&cache);
 
-    let output = as_user(&mut cache_command(&cache, &["clean"]), user);
+    let output = run_as(&mut cache_command(&cache, &["clean"]), user);
     assert_exit(&output, 0);
     assert!(
         !cache.exists(),
@@ -311,11 +233,7 @@ fn clean_as_an_ordinary_user_removes_directories_of_every_broken_mode() {
         stderr(&output)
     );
     assert_eq!(reported_files(&output), files, "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains(&format!("from {}", cache.display())),
-        "{}",
-        stderr(&output)
-    );
+    assert_contains(&stderr(&output), &format!("from {}", cache.display()));
 }
 
 #[test]
@@ -353,7 +271,7 @@ fn clean_as_an_ordinary_user_never_follows_a_symlink_out_of_the_cache() {
     chmod(&tree, 0o500);
     let before = snapshot(&outside);
 
-    let output = as_user(&mut cache_command(&cache, &["clean"]), user);
+    let output = run_as(&mut cache_command(&cache, &["clean"]), user);
     assert_exit(&output, 0);
     assert!(!cache.exists(), "{}", stderr(&output));
     assert_same_tree(&before, &snapshot(&outside));
@@ -393,20 +311,12 @@ fn clean_reports_what_it_freed_and_removes_the_whole_cache() {
     // A cache that is not there: nothing to do, and said so.
     let again = keel_cache(&sandbox, &["clean"]);
     assert_exit(&again, 0);
-    assert!(
-        stderr(&again).contains("nothing to clean"),
-        "{}",
-        stderr(&again)
-    );
+    assert_contains(&stderr(&again), "nothing to clean");
 
     // The next install starts from a cold cache and works.
     let (venv, output) = install(&sandbox, "after", &[bundled::HELLO_V1], &[]);
     assert_success(&output);
-    assert!(
-        stderr(&output).contains("Unpacked 1 package"),
-        "{}",
-        stderr(&output)
-    );
+    assert_contains(&stderr(&output), "Unpacked 1 package");
     assert_eq!(
         script(&venv, "keel-hello", &[]).trim(),
         "hello from keel_demo_hello 1.0.0"
@@ -446,20 +356,12 @@ fn clean_of_one_distribution_keeps_every_other_archive() {
 
     let unknown = keel_cache(&sandbox, &["clean", "not-cached"]);
     assert_exit(&unknown, 0);
-    assert!(
-        stderr(&unknown).contains("No cache entries for not-cached"),
-        "{}",
-        stderr(&unknown)
-    );
+    assert_contains(&stderr(&unknown), "No cache entries for not-cached");
 
     // Only hello is unpacked again; the rest is reused.
     let (venv, output) = install(&sandbox, "after", &SIX, &[]);
     assert_success(&output);
-    assert!(
-        stderr(&output).contains("Unpacked 1 package "),
-        "{}",
-        stderr(&output)
-    );
+    assert_contains(&stderr(&output), "Unpacked 1 package ");
     assert_environment_matches_record(&venv);
 }
 
@@ -485,11 +387,7 @@ fn clean_of_a_distribution_whose_directory_is_a_symlink_removes_only_the_link() 
     let before = snapshot(&moved);
     let output = keel_cache(&sandbox, &["clean", HELLO]);
     assert_exit(&output, 1);
-    assert!(
-        stderr(&output).contains("archives-v1` is not a directory"),
-        "{}",
-        stderr(&output)
-    );
+    assert_contains(&stderr(&output), "archives-v1` is not a directory");
     assert_same_tree(&before, &snapshot(&moved));
 }
 
@@ -503,13 +401,9 @@ fn clean_refuses_a_directory_that_is_not_a_keel_cache() {
     for args in [&["clean"][..], &["prune"]] {
         let output = run(&mut cache_command(&home, args));
         assert_exit(&output, 1);
-        assert!(
-            stderr(&output).contains(&format!(
-                "`{}` does not look like a keel cache",
-                home.display()
-            )),
-            "{}",
-            stderr(&output)
+        assert_contains(
+            &stderr(&output),
+            &format!("`{}` does not look like a keel cache", home.display()),
         );
         assert_same_tree(&before, &snapshot(&home));
     }
@@ -524,12 +418,12 @@ fn prune_removes_exactly_what_nothing_refers_to_and_installs_then_unpack_only_th
     let sandbox = warm_sandbox();
     let cache = sandbox.cache.clone();
     // An archive without a pointer (its pointer deleted).
-    fs_err::remove_file(pointer(&sandbox, HELLO)).expect("rm pointer");
+    fs_err::remove_file(sandbox.only_pointer(HELLO)).expect("rm pointer");
     let unreferenced = sandbox.archives(HELLO);
     // A pointer without an archive.
     let gone = sandbox.archives(DATA);
     fs_err::remove_dir_all(&gone[0]).expect("rm archive");
-    let dangling = pointer(&sandbox, DATA);
+    let dangling = sandbox.only_pointer(DATA);
     // A damaged archive: a file deleted (tmpwatch).
     let damaged = sandbox.archives(MANY);
     fs_err::remove_file(damaged[0].join("tree/keel_demo_many/__init__.py")).expect("rm");
@@ -579,21 +473,12 @@ fn prune_removes_exactly_what_nothing_refers_to_and_installs_then_unpack_only_th
     }
     let again = keel_cache(&sandbox, &["prune"]);
     assert_exit(&again, 0);
-    assert!(
-        stderr(&again).contains("Nothing to prune"),
-        "{}",
-        stderr(&again)
-    );
+    assert_contains(&stderr(&again), "Nothing to prune");
 
     // A clean miss for the pruned three, no damage to warn about.
     let (venv, output) = install(&sandbox, "after", &SIX, &[]);
-    assert_success(&output);
-    assert!(warnings(&output).is_empty(), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("Unpacked 3 packages"),
-        "{}",
-        stderr(&output)
-    );
+    assert_success_without_warnings(&output);
+    assert_contains(&stderr(&output), "Unpacked 3 packages");
     assert_environment_matches_record(&venv);
 }
 
@@ -612,12 +497,7 @@ fn prune_removes_the_unpack_a_killed_install_left_behind() {
     let mut caught = false;
     for attempt in 0..5 {
         let venv = sandbox.venv(&format!("v{attempt}"));
-        let mut child = keel()
-            .arg("install")
-            .arg("--venv")
-            .arg(&venv)
-            .arg("--cache-dir")
-            .arg(&sandbox.cache)
+        let mut child = keel_install(&venv, &sandbox.cache)
             .arg(&wheel)
             .spawn()
             .expect("spawn keel");
@@ -644,16 +524,11 @@ fn prune_removes_the_unpack_a_killed_install_left_behind() {
 
     let output = keel_cache(&sandbox, &["prune"]);
     assert_exit(&output, 0);
-    assert!(
-        stderr(&output).contains("1 unfinished unpack"),
-        "{}",
-        stderr(&output)
-    );
+    assert_contains(&stderr(&output), "1 unfinished unpack");
     assert!(fs_err::read_dir(&tmp).expect("tmp").next().is_none());
     let venv = sandbox.venv("after");
     let output = sandbox.install(&venv, &[&wheel]);
-    assert_success(&output);
-    assert!(warnings(&output).is_empty(), "{}", stderr(&output));
+    assert_success_without_warnings(&output);
     assert_environment_matches_record(&venv);
 }
 
@@ -737,7 +612,7 @@ fn vandalisms() -> Vec<Vandalism> {
             wheel: bundled::HELLO_V1,
             dist: HELLO,
             finding: "malformed",
-            damage: |s| fs_err::write(pointer(s, HELLO), b"").expect("power cut"),
+            damage: |s| fs_err::write(s.only_pointer(HELLO), b"").expect("power cut"),
         },
         Vandalism {
             wheel: bundled::HELLO_V1,
@@ -829,23 +704,11 @@ fn vandalisms() -> Vec<Vandalism> {
 /// A `cache` command killed (and the test failed) after `limit`: a FIFO in
 /// the cache must never make keel wait.
 fn keel_cache_with_deadline(sandbox: &Sandbox, args: &[&str], limit: Duration) -> Output {
-    let child = cache_command(&sandbox.cache, args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn keel");
-    let id = child.id();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = sender.send(child.wait_with_output());
-    });
-    match receiver.recv_timeout(limit) {
-        Ok(output) => output.expect("wait"),
-        Err(_) => {
-            let _ = Command::new("kill").arg("-9").arg(id.to_string()).status();
-            panic!("`keel cache {}` hung", args.join(" "));
-        }
-    }
+    output_with_limit(
+        &mut cache_command(&sandbox.cache, args),
+        limit,
+        &format!("`keel cache {}`", args.join(" ")),
+    )
 }
 
 #[test]
@@ -864,21 +727,19 @@ fn cache_verify_finds_and_repair_heals_every_kind_of_archive_damage() {
             vandalism.wheel,
             vandalism.finding
         );
-        assert!(
-            stderr(&found).contains("1 damaged (run `keel cache verify --repair`)"),
-            "{}",
-            stderr(&found)
+        assert_contains(
+            &stderr(&found),
+            "1 damaged (run `keel cache verify --repair`)",
         );
 
         let repaired = keel_cache_with_deadline(&sandbox, &["verify", "--repair"], limit);
         assert_exit(&repaired, 0);
-        assert!(
-            stdout(&repaired).contains(&format!(
+        assert_contains(
+            &stdout(&repaired),
+            &format!(
                 "repaired: re-extracted from {}",
                 sandbox.wheel(vandalism.wheel).display()
-            )),
-            "{}",
-            stdout(&repaired)
+            ),
         );
         assert_eq!(
             sandbox.archives(vandalism.dist).len(),
@@ -887,13 +748,12 @@ fn cache_verify_finds_and_repair_heals_every_kind_of_archive_damage() {
         );
         let clean = keel_cache_with_deadline(&sandbox, &["verify"], limit);
         assert_exit(&clean, 0);
-        assert!(stderr(&clean).contains("all intact"), "{}", stderr(&clean));
+        assert_contains(&stderr(&clean), "all intact");
 
         // The next install, hashing every byte, reuses the repaired archive
         // without a word.
         let (venv, output) = install(&sandbox, "after", &SIX, &["--verify"]);
-        assert_success(&output);
-        assert!(warnings(&output).is_empty(), "{}", stderr(&output));
+        assert_success_without_warnings(&output);
         assert!(!stderr(&output).contains("Unpacked"), "{}", stderr(&output));
         assert_eq!(
             python(
@@ -919,13 +779,12 @@ fn cache_verify_repair_forgets_an_archive_whose_wheel_is_gone() {
 
     let output = keel_cache(&sandbox, &["verify", "--repair"]);
     assert_exit(&output, 0);
-    assert!(
-        stdout(&output).contains(&format!(
+    assert_contains(
+        &stdout(&output),
+        &format!(
             "removed: its wheel `{}` is gone",
             sandbox.wheel(bundled::HELLO_V1).display()
-        )),
-        "{}",
-        stdout(&output)
+        ),
     );
     assert!(sandbox.archives(HELLO).is_empty());
     assert!(!sandbox.cache.join("pointers-v1").join(HELLO).exists());
@@ -934,13 +793,8 @@ fn cache_verify_repair_forgets_an_archive_whose_wheel_is_gone() {
     // The wheel at its new place: a plain miss, unpacked without a warning.
     let venv = sandbox.venv("after");
     let output = sandbox.install(&venv, &[&moved]);
-    assert_success(&output);
-    assert!(warnings(&output).is_empty(), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("Unpacked 1 package"),
-        "{}",
-        stderr(&output)
-    );
+    assert_success_without_warnings(&output);
+    assert_contains(&stderr(&output), "Unpacked 1 package");
     assert_environment_matches_record(&venv);
 }
 
@@ -963,19 +817,10 @@ fn cache_verify_leaves_an_intact_cache_byte_for_byte_alone() {
 fn cache_verify_repair_renews_stamps_of_files_touched_but_not_changed() {
     let sandbox = warm_sandbox();
     let a_week_ago = SystemTime::now() - Duration::from_secs(7 * 24 * 3600);
-    for entry in walkdir::WalkDir::new(sandbox.only_archive_tree(MANY)) {
-        let entry = entry.expect("walk");
-        if entry.file_type().is_file() {
-            set_mtime(entry.path(), a_week_ago);
-        }
-    }
+    backdate_files_under(&sandbox.only_archive_tree(MANY), a_week_ago);
     let output = keel_cache(&sandbox, &["verify"]);
     assert_exit(&output, 0);
-    assert!(
-        stderr(&output).contains("changed on disk but not in content"),
-        "{}",
-        stderr(&output)
-    );
+    assert_contains(&stderr(&output), "changed on disk but not in content");
     assert_exit(&keel_cache(&sandbox, &["verify", "--repair"]), 0);
 
     // Renewed: a default install trusts every file by its stamp again.
@@ -1066,11 +911,7 @@ fn cache_size_counts_every_file() {
     let (files, _) = count_files(&sandbox.cache);
     let output = keel_cache(&sandbox, &["size"]);
     assert_exit(&output, 0);
-    assert!(
-        stdout(&output).contains(&format!("({files} files)")),
-        "{}",
-        stdout(&output)
-    );
+    assert_contains(&stdout(&output), &format!("({files} files)"));
 }
 
 #[test]

@@ -14,15 +14,16 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use common::ageing::{backdate, backdate_files_under, sweep_files_older_than_in_use};
+use common::pypi::{assert_versions_and_imports, dist_name, fixture_tsv, real_wheels};
+use common::time_limit::wait_or_kill;
 use common::*;
-use keel_fixtures::bundled;
 
 /// The longest any one keel process may take; beyond it, it is killed and
 /// the test fails (8 cold installs of the real set take ~15 s on 2 busy cores).
@@ -37,131 +38,9 @@ const UNPACK_WAITS: &str = "waiting for another keel process unpacking into";
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
-// ---------------------------------------------------------------------------
-// The real wheels (as tests/pypi.rs finds them)
-// ---------------------------------------------------------------------------
-
-fn pypi_fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pypi")
-}
-
-/// PEP 503: lower case, runs of `-`, `_`, `.` become one `-`.
-fn normalize_name(name: &str) -> String {
-    let mut out = String::new();
-    let mut separator = false;
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            separator = true;
-        } else {
-            if separator && !out.is_empty() {
-                out.push('-');
-            }
-            separator = false;
-            out.push(c.to_ascii_lowercase());
-        }
-    }
-    out
-}
-
-/// (normalized name, version) from a wheel file name.
-fn wheel_name_version(wheel: &Path) -> (String, String) {
-    let file = wheel.file_name().unwrap().to_str().unwrap();
-    let mut parts = file.split('-');
-    let name = parts.next().unwrap();
-    let version = parts
-        .next()
-        .unwrap_or_else(|| panic!("not a wheel file name: {file}"));
-    (normalize_name(name), version.to_string())
-}
-
-fn dist_name(wheel: &Path) -> String {
-    wheel_name_version(wheel).0
-}
-
-/// `(name, version)` of every pin of `requirements.txt`.
-fn pins() -> Vec<(String, String)> {
-    let path = pypi_fixtures().join("requirements.txt");
-    let text = fs_err::read_to_string(&path).unwrap();
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|line| {
-            let requirement = line.split_whitespace().next().unwrap();
-            let (name, version) = requirement
-                .split_once("==")
-                .unwrap_or_else(|| panic!("{}: not `name==version`: {line}", path.display()));
-            (normalize_name(name), version.to_string())
-        })
-        .collect()
-}
-
-/// The real wheels: the directory and every `*.whl` in it, sorted. Fails
-/// unless the pinned set is there and complete.
-struct RealWheels {
-    wheels: Vec<PathBuf>,
-}
-
-impl RealWheels {
-    /// The wheels of these distributions (normalized names).
-    fn some(&self, names: &[&str]) -> Vec<PathBuf> {
-        names
-            .iter()
-            .map(|name| {
-                self.wheels
-                    .iter()
-                    .find(|w| dist_name(w) == *name)
-                    .unwrap_or_else(|| panic!("no wheel of {name}"))
-                    .clone()
-            })
-            .collect()
-    }
-}
-
-fn real_wheels() -> RealWheels {
-    let dir = match std::env::var_os("KEEL_PYPI_WHEELS").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => pypi_fixtures().join("wheels"),
-    };
-    let hint = "run `bash fixtures/pypi/download.sh` (or `bash .ci/run`) to download the pinned PyPI wheels";
-    let dir = fs_err::canonicalize(&dir)
-        .unwrap_or_else(|e| panic!("the real PyPI wheels are missing ({e}); {hint}"));
-    let mut wheels: Vec<PathBuf> = fs_err::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension() == Some(OsStr::new("whl")))
-        .collect();
-    wheels.sort();
-    let present: BTreeSet<(String, String)> =
-        wheels.iter().map(|w| wheel_name_version(w)).collect();
-    let pins = pins();
-    let missing: Vec<String> = pins
-        .iter()
-        .filter(|p| !present.contains(p))
-        .map(|(name, version)| format!("{name}=={version}"))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} lacks the wheels of {missing:?} pinned in fixtures/pypi/requirements.txt; {hint}",
-        dir.display()
-    );
-    assert_eq!(
-        wheels.len(),
-        pins.len(),
-        "{} holds wheels that requirements.txt does not pin: {wheels:#?}; {hint}",
-        dir.display()
-    );
-    RealWheels { wheels }
-}
-
 /// A scratch directory with a (cold) cache path; no fixture wheels built.
 fn scratch() -> Sandbox {
-    let dir = tempfile::Builder::new()
-        .prefix("keel-concurrency-")
-        .tempdir()
-        .unwrap();
-    let cache = dir.path().join("cache");
-    let wheels = dir.path().join("no-wheels");
-    Sandbox { dir, wheels, cache }
+    Sandbox::without_wheels("keel-concurrency-")
 }
 
 /// A few light real wheels for the lock tests.
@@ -220,17 +99,8 @@ impl Proc {
             .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
         let pid = child.id();
         let watcher = std::thread::spawn(move || {
-            loop {
-                if let Some(status) = child.try_wait().expect("wait for a child") {
-                    return (Some(status), Instant::now());
-                }
-                if started.elapsed() > limit {
-                    child.kill().ok();
-                    child.wait().ok();
-                    return (None, Instant::now());
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            let status = wait_or_kill(&mut child, limit.saturating_sub(started.elapsed()));
+            (status, Instant::now())
         });
         Proc {
             label: label.to_string(),
@@ -355,40 +225,25 @@ impl Finished {
     }
 }
 
-/// `keel install --venv VENV --cache-dir CACHE WHEELS...`
-fn install_command(cache: &Path, venv: &Path, wheels: &[PathBuf]) -> Command {
-    let mut command = keel();
-    command
-        .arg("install")
-        .arg("--venv")
-        .arg(venv)
-        .arg("--cache-dir")
-        .arg(cache)
-        .args(wheels);
-    command
+/// Starts `keel install --venv VENV --cache-dir CACHE WHEELS...` under the
+/// limit, logging into `logs/<label>.out|.err`.
+fn spawn_install(sandbox: &Sandbox, label: &str, venv: &Path, wheels: &[PathBuf]) -> Proc {
+    let mut command = keel_install(venv, &sandbox.cache);
+    command.args(wheels);
+    Proc::spawn(label, command, &logs(sandbox), LIMIT)
 }
 
-/// `keel cache SUBCOMMAND --cache-dir CACHE`
-fn cache_command(subcommand: &str, cache: &Path) -> Command {
-    let mut command = keel();
-    command
-        .arg("cache")
-        .arg(subcommand)
-        .arg("--cache-dir")
-        .arg(cache);
-    command
+/// Starts `keel cache SUBCOMMAND --cache-dir CACHE` under the limit, logging
+/// into `logs/<label>.out|.err`.
+fn spawn_cache(sandbox: &Sandbox, label: &str, subcommand: &str) -> Proc {
+    let command = cache_command(&sandbox.cache, &[subcommand]);
+    Proc::spawn(label, command, &logs(sandbox), LIMIT)
 }
 
 /// Runs `keel install` to its end (under the limit), asserting success.
 #[track_caller]
 fn install_ok(sandbox: &Sandbox, label: &str, venv: &Path, wheels: &[PathBuf]) -> Finished {
-    let done = Proc::spawn(
-        label,
-        install_command(&sandbox.cache, venv, wheels),
-        &logs(sandbox),
-        LIMIT,
-    )
-    .finish();
+    let done = spawn_install(sandbox, label, venv, wheels).finish();
     done.assert_success();
     done
 }
@@ -498,25 +353,6 @@ fn venvs(sandbox: &Sandbox, prefix: &str, n: usize) -> Vec<PathBuf> {
     paths
 }
 
-/// The `.dist-info` directory names in site-packages.
-fn dist_infos(venv: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs_err::read_dir(site_packages(venv))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".dist-info"))
-        .collect();
-    names.sort();
-    names
-}
-
-/// Every `tx-*` and `trash-*` left in `<venv>/.keel`.
-fn leftover_transactions(venv: &Path) -> Vec<String> {
-    names_in(&venv.join(".keel"))
-        .into_iter()
-        .filter(|n| n.starts_with("tx-") || n.starts_with("trash-"))
-        .collect()
-}
-
 /// The environment without keel's `.keel/` (its lock is keel's business).
 fn env_snapshot(venv: &Path) -> std::collections::BTreeMap<PathBuf, Node> {
     snapshot(venv)
@@ -530,13 +366,7 @@ fn env_snapshot(venv: &Path) -> std::collections::BTreeMap<PathBuf, Node> {
 #[track_caller]
 fn assert_verified(venv: &Path, dists: usize) {
     let output = run(keel().arg("verify").arg("--venv").arg(venv));
-    assert!(
-        output.status.success(),
-        "keel verify {}:\n{}{}",
-        venv.display(),
-        stdout(&output),
-        stderr(&output)
-    );
+    assert_success_of(&output, &format!("keel verify {}", venv.display()));
     assert_environment_matches_record(venv);
     assert_eq!(dist_infos(venv).len(), dists, "{:?}", dist_infos(venv));
     assert_eq!(leftover_transactions(venv), Vec::<String>::new());
@@ -547,46 +377,17 @@ fn assert_verified(venv: &Path, dists: usize) {
 /// `only` is empty), in one Python process run from an empty directory.
 #[track_caller]
 fn assert_imports(venv: &Path, installed: &[PathBuf], only: &[&str]) {
-    const CODE: &str = r#"
-import importlib, importlib.metadata, sys
-failures = []
-for arg in sys.argv[1:]:
-    dist, version, modules = arg.split("\t")
-    try:
-        got = importlib.metadata.version(dist)
-    except Exception as e:
-        failures.append(f"{dist}: no metadata: {e!r}")
-        continue
-    if got != version:
-        failures.append(f"{dist}: version {got}, want {version}")
-    for m in modules.split(","):
-        if m == "-":
-            continue
-        try:
-            importlib.import_module(m)
-        except Exception as e:
-            failures.append(f"import {m} ({dist}): {e!r}")
-for f in failures:
-    print("FAIL", f, file=sys.stderr)
-sys.exit(1 if failures else 0)
-"#;
     let names: BTreeSet<String> = installed.iter().map(|w| dist_name(w)).collect();
-    let text = fs_err::read_to_string(pypi_fixtures().join("import-names.tsv")).unwrap();
-    let rows: Vec<String> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .filter_map(|l| {
-            let fields: Vec<&str> = l.split('\t').collect();
-            assert_eq!(fields.len(), 3, "import-names.tsv: {l:?}");
-            if !names.contains(fields[0]) {
-                return None;
-            }
-            let modules = if only.is_empty() || only.contains(&fields[0]) {
-                fields[2]
+    let rows: Vec<String> = fixture_tsv("import-names.tsv", 3)
+        .into_iter()
+        .filter(|fields| names.contains(&fields[0]))
+        .map(|fields| {
+            let modules = if only.is_empty() || only.contains(&fields[0].as_str()) {
+                fields[2].as_str()
             } else {
                 "-"
             };
-            Some(format!("{}\t{}\t{modules}", fields[0], fields[1]))
+            format!("{}\t{}\t{modules}", fields[0], fields[1])
         })
         .collect();
     assert_eq!(
@@ -596,36 +397,12 @@ sys.exit(1 if failures else 0)
     );
     let empty = venv.with_extension("cwd");
     fs_err::create_dir_all(&empty).unwrap();
-    let output = run(Command::new(venv.join("bin/python"))
-        .arg("-c")
-        .arg(CODE)
-        .args(&rows)
-        .current_dir(&empty)
-        .stdin(Stdio::null()));
-    assert!(
-        output.status.success(),
-        "imports failed in {}:\n{}{}",
-        venv.display(),
-        stdout(&output),
-        stderr(&output)
-    );
+    assert_versions_and_imports(venv, &rows, &empty);
 }
 
 // ---------------------------------------------------------------------------
 // The cache
 // ---------------------------------------------------------------------------
-
-/// Names in a directory, sorted; none when it does not exist.
-fn names_in(dir: &Path) -> Vec<String> {
-    let Ok(entries) = fs_err::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = entries
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
 
 /// Exactly one archive (with its manifest) and one pointer per wheel, no
 /// other distribution, and nothing in `tmp/`.
@@ -662,63 +439,8 @@ fn assert_one_archive_per_wheel(cache: &Path, wheels: &[PathBuf]) {
 /// `keel cache verify` exit 0.
 #[track_caller]
 fn assert_cache_healthy(cache: &Path) {
-    let output = run(&mut cache_command("verify", cache));
-    assert!(
-        output.status.success(),
-        "keel cache verify:\n{}{}",
-        stdout(&output),
-        stderr(&output)
-    );
-}
-
-/// Sets the modification (and access) time of every regular file under
-/// `root`; returns how many.
-fn backdate_files(root: &Path, when: SystemTime) -> usize {
-    let mut count = 0;
-    for entry in walkdir::WalkDir::new(root) {
-        let entry = entry.expect("walk");
-        if entry.file_type().is_file() {
-            set_times(entry.path(), when);
-            count += 1;
-        }
-    }
-    count
-}
-
-fn set_times(path: &Path, when: SystemTime) {
-    fs_err::File::open(path)
-        .expect("open to set times")
-        .set_times(
-            std::fs::FileTimes::new()
-                .set_modified(when)
-                .set_accessed(when),
-        )
-        .expect("set times");
-}
-
-/// What `tmpwatch --mtime` / `systemd-tmpfiles` do: delete every regular
-/// file under `root` last modified before `cutoff`, keep every directory.
-/// Tolerates a tree changing underneath (keel renaming and writing in it).
-/// With `pace`, pauses a millisecond every 20 files, as a real cleaner's
-/// walk of a large tree takes a while. Returns the deleted files.
-fn sweep_files_older_than(root: &Path, cutoff: SystemTime, pace: bool) -> Vec<PathBuf> {
-    let mut deleted = Vec::new();
-    for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
-        let Ok(entry) = entry else { continue };
-        let Ok(metadata) = fs_err::symlink_metadata(entry.path()) else {
-            continue;
-        };
-        if metadata.file_type().is_file()
-            && metadata.modified().expect("mtime") < cutoff
-            && fs_err::remove_file(entry.path()).is_ok()
-        {
-            deleted.push(entry.path().to_path_buf());
-            if pace && deleted.len() % 20 == 0 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-    }
-    deleted
+    let output = run(&mut cache_command(cache, &["verify"]));
+    assert_success_of(&output, "keel cache verify");
 }
 
 // ---------------------------------------------------------------------------
@@ -734,7 +456,6 @@ fn sweep_files_older_than(root: &Path, cutoff: SystemTime, pace: bool) -> Vec<Pa
 fn eight_installs_of_the_real_wheels_at_once_from_a_cold_cache_with_prune_running_beside_them() {
     let real = real_wheels();
     let sandbox = scratch();
-    let logs = logs(&sandbox);
     let venvs = venvs(&sandbox, "venv", 8);
 
     let stop = AtomicBool::new(false);
@@ -743,10 +464,7 @@ fn eight_installs_of_the_real_wheels_at_once_from_a_cold_cache_with_prune_runnin
             let mut runs = Vec::new();
             while !stop.load(Ordering::SeqCst) {
                 let label = format!("prune-{}", runs.len());
-                runs.push(
-                    Proc::spawn(&label, cache_command("prune", &sandbox.cache), &logs, LIMIT)
-                        .finish(),
-                );
+                runs.push(spawn_cache(&sandbox, &label, "prune").finish());
                 std::thread::sleep(Duration::from_millis(20));
             }
             runs
@@ -757,14 +475,7 @@ fn eight_installs_of_the_real_wheels_at_once_from_a_cold_cache_with_prune_runnin
         let procs: Vec<Proc> = venvs
             .iter()
             .enumerate()
-            .map(|(i, venv)| {
-                Proc::spawn(
-                    &format!("install-{i}"),
-                    install_command(&sandbox.cache, venv, &real.wheels),
-                    &logs,
-                    LIMIT,
-                )
-            })
+            .map(|(i, venv)| spawn_install(&sandbox, &format!("install-{i}"), venv, &real.wheels))
             .collect();
         let installs: Vec<Finished> = procs.into_iter().map(Proc::finish).collect();
         // One more prune once every install is done.
@@ -814,6 +525,17 @@ fn eight_installs_of_the_real_wheels_at_once_from_a_cold_cache_with_prune_runnin
     });
 }
 
+/// Whether a process holds the environment lock (a `flock` on the
+/// environment's directory): a shared `flock -n` of it fails.
+fn environment_is_locked(venv: &Path) -> bool {
+    !run(Command::new("flock")
+        .args(["-n", "-s"])
+        .arg(venv)
+        .arg("true"))
+    .status
+    .success()
+}
+
 /// `keel cache clean` started while installs run, with more installs
 /// started right after it and again while it removes the cache: every
 /// install either lands whole (and verifies) or fails with an `error:` and
@@ -823,23 +545,15 @@ fn eight_installs_of_the_real_wheels_at_once_from_a_cold_cache_with_prune_runnin
 fn installs_with_cache_clean_started_in_the_middle_land_whole_or_change_nothing() {
     let real = real_wheels();
     let sandbox = scratch();
-    let logs = logs(&sandbox);
     let all = venvs(&sandbox, "venv", 10);
     let before: Vec<_> = all.iter().map(|v| env_snapshot(v)).collect();
-    let spawn = |i: usize| {
-        Proc::spawn(
-            &format!("install-{i}"),
-            install_command(&sandbox.cache, &all[i], &real.wheels),
-            &logs,
-            LIMIT,
-        )
-    };
+    let spawn = |i: usize| spawn_install(&sandbox, &format!("install-{i}"), &all[i], &real.wheels);
 
     // Wave A: four installs, until each has taken its environment's lock
     // and the cache's unpacks are under way.
     let wave_a: Vec<Proc> = (0..4).map(spawn).collect();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !(all[..4].iter().all(|v| v.join(".keel/lock").exists())
+    while !(all[..4].iter().all(|v| environment_is_locked(v))
         && names_in(&sandbox.cache.join("tmp"))
             .iter()
             .any(|n| n.starts_with("unpack-")))
@@ -856,12 +570,7 @@ fn installs_with_cache_clean_started_in_the_middle_land_whole_or_change_nothing(
         running_at_clean.iter().any(|r| *r),
         "the installs ended too early"
     );
-    let clean = Proc::spawn(
-        "clean",
-        cache_command("clean", &sandbox.cache),
-        &logs,
-        LIMIT,
-    );
+    let clean = spawn_cache(&sandbox, "clean", "clean");
     // Wave B: four more, right after clean.
     let wave_b: Vec<Proc> = (4..8).map(spawn).collect();
     // Wave C: two more as soon as A and B are done, that is while clean
@@ -964,17 +673,7 @@ fn installs_with_cache_clean_started_in_the_middle_land_whole_or_change_nothing(
 fn six_processes_unpacking_the_same_wheels_at_once_make_one_archive_each_and_no_error() {
     let real = real_wheels();
     let sandbox = Sandbox::new();
-    let mut wheels: Vec<PathBuf> = [
-        bundled::HELLO_V1,
-        bundled::DATA,
-        bundled::MANY,
-        bundled::LEGACY,
-        bundled::NS_A,
-        bundled::NS_B,
-    ]
-    .iter()
-    .map(|w| sandbox.wheel(w))
-    .collect();
+    let mut wheels = sandbox.wheels(&ALL_BUNDLED_DISTRIBUTIONS);
     wheels.extend(real.some(&[
         "django",
         "pydantic-core",
@@ -987,14 +686,7 @@ fn six_processes_unpacking_the_same_wheels_at_once_make_one_archive_each_and_no_
     let procs: Vec<Proc> = venvs
         .iter()
         .enumerate()
-        .map(|(i, venv)| {
-            Proc::spawn(
-                &format!("install-{i}"),
-                install_command(&sandbox.cache, venv, &wheels),
-                &logs(&sandbox),
-                LIMIT,
-            )
-        })
+        .map(|(i, venv)| spawn_install(&sandbox, &format!("install-{i}"), venv, &wheels))
         .collect();
     let installs: Vec<Finished> = procs.into_iter().map(Proc::finish).collect();
     for install in &installs {
@@ -1076,12 +768,7 @@ fn cache_clean_waits_for_a_shared_flock_on_the_cache_lock_and_says_so() {
     install_ok(&sandbox, "warm", &venv, &real.some(&SMALL));
 
     let holder = hold(&sandbox, "holder", &["-s"], &sandbox.cache.join(".lock"), 3);
-    let clean = Proc::spawn(
-        "clean",
-        cache_command("clean", &sandbox.cache),
-        &logs(&sandbox),
-        LIMIT,
-    );
+    let clean = spawn_cache(&sandbox, "clean", "clean");
     let held = holder.finish();
     let clean = clean.finish();
     clean.assert_success();
@@ -1117,12 +804,7 @@ fn an_install_waits_for_an_exclusive_flock_on_the_cache_lock_and_says_so() {
     let wheels = real.some(&SMALL);
 
     let holder = hold(&sandbox, "holder", &["-x"], &sandbox.cache.join(".lock"), 2);
-    let install = Proc::spawn(
-        "install",
-        install_command(&sandbox.cache, &venv, &wheels),
-        &logs(&sandbox),
-        LIMIT,
-    );
+    let install = spawn_install(&sandbox, "install", &venv, &wheels);
     let held = holder.finish();
     let install = install.finish();
     install.assert_success();
@@ -1154,12 +836,7 @@ fn an_unpack_waits_for_a_flock_on_its_distribution_directory_and_says_so() {
     fs_err::create_dir_all(&turn).unwrap();
 
     let holder = hold(&sandbox, "holder", &[], &turn, 2);
-    let install = Proc::spawn(
-        "install",
-        install_command(&sandbox.cache, &venv, &wheels),
-        &logs(&sandbox),
-        LIMIT,
-    );
+    let install = spawn_install(&sandbox, "install", &venv, &wheels);
     let held = holder.finish();
     let install = install.finish();
     install.assert_success();
@@ -1203,13 +880,7 @@ fn a_cache_or_unpack_lock_whose_flock_holder_was_killed_never_blocks() {
 
     // The cache lock, shared (a killed install): clean proceeds.
     hold(&sandbox, "shared", &["-o", "-s"], &lock, 60).kill();
-    let clean = Proc::spawn(
-        "clean",
-        cache_command("clean", &sandbox.cache),
-        &logs(&sandbox),
-        LIMIT,
-    )
-    .finish();
+    let clean = spawn_cache(&sandbox, "clean", "clean").finish();
     clean.assert_success();
     assert!(!clean.said("waiting"), "{}", clean.describe());
     assert!(clean.took() < prompt, "{}", clean.describe());
@@ -1232,12 +903,7 @@ fn a_cache_lock_file_removed_while_an_install_waits_is_locked_afresh() {
 
     // Removed, and nothing in its place.
     let holder = hold(&sandbox, "holder-0", &["-x"], &lock, 2);
-    let install = Proc::spawn(
-        "install-0",
-        install_command(&sandbox.cache, &venvs[0], &real.some(&["idna"])),
-        &logs(&sandbox),
-        LIMIT,
-    );
+    let install = spawn_install(&sandbox, "install-0", &venvs[0], &real.some(&["idna"]));
     install.wait_for_stderr(INSTALL_WAITS_FOR_CLEAN, Duration::from_secs(30));
     fs_err::remove_file(&lock).unwrap();
     let held = holder.finish();
@@ -1254,12 +920,7 @@ fn a_cache_lock_file_removed_while_an_install_waits_is_locked_afresh() {
 
     // Removed, and a new `.lock` locked by someone else meanwhile.
     let first = hold(&sandbox, "holder-1", &["-x"], &lock, 2);
-    let install = Proc::spawn(
-        "install-1",
-        install_command(&sandbox.cache, &venvs[1], &real.some(&["certifi"])),
-        &logs(&sandbox),
-        LIMIT,
-    );
+    let install = spawn_install(&sandbox, "install-1", &venvs[1], &real.some(&["certifi"]));
     install.wait_for_stderr(INSTALL_WAITS_FOR_CLEAN, Duration::from_secs(30));
     fs_err::remove_file(&lock).unwrap();
     let second = hold(&sandbox, "holder-2", &["-x"], &lock, 3);
@@ -1288,42 +949,35 @@ fn a_cache_lock_file_aged_out_by_tmpwatch_while_an_install_holds_it_still_makes_
     let sandbox = scratch();
     let venvs = venvs(&sandbox, "venv", 2);
     install_ok(&sandbox, "warm", &venvs[0], &real.some(&["idna"]));
-    backdate_files(&sandbox.cache, SystemTime::now() - 30 * DAY);
+    backdate_files_under(&sandbox.cache, SystemTime::now() - 30 * DAY);
 
     // An install under way: it holds the cache lock (shared) and waits for
     // its turn to unpack certifi, which a `flock` holds.
     let turn = sandbox.cache.join("archives-v1").join("certifi");
     fs_err::create_dir_all(&turn).unwrap();
     let holder = hold(&sandbox, "turn", &[], &turn, 4);
-    let install = Proc::spawn(
-        "install",
-        install_command(&sandbox.cache, &venvs[1], &real.some(&["certifi"])),
-        &logs(&sandbox),
-        LIMIT,
-    );
+    let install = spawn_install(&sandbox, "install", &venvs[1], &real.some(&["certifi"]));
     install.wait_for_stderr(UNPACK_WAITS, Duration::from_secs(30));
 
     // tmpwatch's nightly run: files older than a week go, directories stay.
-    let deleted = sweep_files_older_than(&sandbox.cache, SystemTime::now() - 7 * DAY, false);
+    let deleted = sweep_files_older_than_in_use(&sandbox.cache, SystemTime::now() - 7 * DAY);
     eprintln!(
         "tmpwatch deleted {} files, .lock among them: {}",
         deleted.len(),
         deleted.contains(&sandbox.cache.join(".lock"))
     );
     // cron's `keel cache prune`, while the install still runs.
-    let prune = Proc::spawn(
-        "prune",
-        cache_command("prune", &sandbox.cache),
-        &logs(&sandbox),
-        LIMIT,
-    );
+    let prune = spawn_cache(&sandbox, "prune", "prune");
     let held = holder.finish();
     let install = install.finish();
     let prune = prune.finish();
     prune.assert_success();
     install.assert_success();
+    // The install held the cache lock until after the turn holder let go
+    // (it still had to unpack then); the end times are only known to the
+    // polling interval, so that is what prune must outlast.
     assert!(
-        prune.ended >= install.ended && prune.said(CLEAN_WAITS),
+        prune.ended >= held.ended && prune.said(CLEAN_WAITS),
         "prune ran beside a running install (it ended {:?} before the install did, {:?} before the install's unpack could even start) once tmpwatch had removed the `.lock` the install held\nprune: {}",
         install.ended.saturating_duration_since(prune.ended),
         held.ended.saturating_duration_since(prune.ended),
@@ -1352,19 +1006,9 @@ fn an_install_started_while_cache_clean_waits_for_running_installs_waits_for_the
         &sandbox.cache.join(".lock"),
         3,
     );
-    let clean = Proc::spawn(
-        "clean",
-        cache_command("clean", &sandbox.cache),
-        &logs(&sandbox),
-        LIMIT,
-    );
+    let clean = spawn_cache(&sandbox, "clean", "clean");
     clean.wait_for_stderr(CLEAN_WAITS, Duration::from_secs(30));
-    let install = Proc::spawn(
-        "install",
-        install_command(&sandbox.cache, &venvs[1], &wheels),
-        &logs(&sandbox),
-        LIMIT,
-    );
+    let install = spawn_install(&sandbox, "install", &venvs[1], &wheels);
     let held = running.finish();
     let clean = clean.finish();
     let install = install.finish();
@@ -1403,7 +1047,7 @@ fn age_based_cleanup_running_during_an_install_from_an_aged_cache_is_healed() {
     let warm = sandbox.path().join("warm");
     create_venv(&warm);
     install_ok(&sandbox, "warm", &warm, &real.wheels);
-    let aged = backdate_files(&sandbox.cache, SystemTime::now() - 30 * DAY);
+    let aged = backdate_files_under(&sandbox.cache, SystemTime::now() - 30 * DAY);
 
     let stop = AtomicBool::new(false);
     let (install, deleted, passes) = std::thread::scope(|scope| {
@@ -1413,20 +1057,14 @@ fn age_based_cleanup_running_during_an_install_from_an_aged_cache_is_healed() {
             let mut passes = 0;
             while !stop.load(Ordering::SeqCst) {
                 let cutoff = SystemTime::now() - 7 * DAY;
-                deleted.extend(sweep_files_older_than(&sandbox.cache, cutoff, true));
+                deleted.extend(sweep_files_older_than_in_use(&sandbox.cache, cutoff));
                 passes += 1;
                 std::thread::sleep(Duration::from_millis(10));
             }
             (deleted, passes)
         });
         let _stop = SetOnDrop(&stop);
-        let install = Proc::spawn(
-            "install",
-            install_command(&sandbox.cache, &venvs[0], &real.wheels),
-            &logs(&sandbox),
-            LIMIT,
-        )
-        .finish();
+        let install = spawn_install(&sandbox, "install", &venvs[0], &real.wheels).finish();
         stop.store(true, Ordering::SeqCst);
         let (deleted, passes) = sweeper.join().expect("sweeper");
         (install, deleted, passes)
@@ -1447,14 +1085,8 @@ fn age_based_cleanup_running_during_an_install_from_an_aged_cache_is_healed() {
 
     // tmpwatch finishes its run; prune removes the skeletons; the next
     // install unpacks, silently, the wheels whose pointers went.
-    sweep_files_older_than(&sandbox.cache, SystemTime::now() - 7 * DAY, false);
-    let prune = Proc::spawn(
-        "prune",
-        cache_command("prune", &sandbox.cache),
-        &logs(&sandbox),
-        LIMIT,
-    )
-    .finish();
+    sweep_files_older_than_in_use(&sandbox.cache, SystemTime::now() - 7 * DAY);
+    let prune = spawn_cache(&sandbox, "prune", "prune").finish();
     prune.assert_success();
     let next = install_ok(&sandbox, "install-next", &venvs[1], &real.wheels);
     assert_eq!(
@@ -1510,14 +1142,14 @@ fn age_based_cleanup_between_installs_ageing_out_the_lock_tag_pointers_and_manif
         if recent.contains(name.as_str()) {
             continue;
         }
-        backdate_files(&sandbox.cache.join("archives-v1").join(&name), month_ago);
-        backdate_files(&sandbox.cache.join("pointers-v1").join(&name), month_ago);
+        backdate_files_under(&sandbox.cache.join("archives-v1").join(&name), month_ago);
+        backdate_files_under(&sandbox.cache.join("pointers-v1").join(&name), month_ago);
         aged_names.push(name);
     }
-    set_times(&sandbox.cache.join(".lock"), month_ago);
-    set_times(&sandbox.cache.join("CACHEDIR.TAG"), month_ago);
+    backdate(&sandbox.cache.join(".lock"), month_ago);
+    backdate(&sandbox.cache.join("CACHEDIR.TAG"), month_ago);
 
-    let deleted = sweep_files_older_than(&sandbox.cache, SystemTime::now() - 7 * DAY, false);
+    let deleted = sweep_files_older_than_in_use(&sandbox.cache, SystemTime::now() - 7 * DAY);
     let relative: BTreeSet<PathBuf> = deleted
         .iter()
         .map(|p| p.strip_prefix(&sandbox.cache).unwrap().to_path_buf())
@@ -1567,13 +1199,7 @@ fn age_based_cleanup_between_installs_ageing_out_the_lock_tag_pointers_and_manif
     assert_verified(&venvs[1], real.wheels.len());
     assert_imports(&venvs[1], &real.wheels, &[]);
 
-    let prune = Proc::spawn(
-        "prune",
-        cache_command("prune", &sandbox.cache),
-        &logs(&sandbox),
-        LIMIT,
-    )
-    .finish();
+    let prune = spawn_cache(&sandbox, "prune", "prune").finish();
     prune.assert_success();
     assert!(
         prune.said(&format!("Removed {} damaged archives", aged_names.len())),

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::pypi::{RealWheels, normalize_name, real_wheels, wheel_name_version, wheels_in};
 use common::*;
 
 /// Small wheels upgraded from `older/` to the main set in the exhaustive test.
@@ -46,60 +47,52 @@ type Dists = BTreeSet<(String, String)>;
 // ---------------------------------------------------------------------------
 // Wheels
 
-/// The real wheels (newer versions; the older ones are in `older/`).
-fn pypi_wheels() -> PathBuf {
-    let dir = std::env::var_os("KEEL_PYPI_WHEELS")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pypi/wheels"));
-    assert!(
-        dir.join("older").is_dir(),
-        "the real PyPI wheels are missing: {} (and its older/) must hold the wheels of \
-         fixtures/pypi/requirements.txt and older.txt; run `bash fixtures/pypi/download.sh` \
-         (or set KEEL_PYPI_WHEELS to a directory it filled)",
-        dir.display()
-    );
-    dir
+/// The real wheels, newer versions (`fixtures/pypi/requirements.txt`) and
+/// older ones (`older/` beside them, `fixtures/pypi/older.txt`).
+struct Wheels {
+    real: RealWheels,
+    older: PathBuf,
 }
 
-fn normalize(name: &str) -> String {
-    name.to_ascii_lowercase().replace(['_', '.'], "-")
-}
+impl Wheels {
+    /// Fails unless both sets are there.
+    fn find() -> Self {
+        let real = real_wheels();
+        let older = real.dir.join("older");
+        assert!(
+            older.is_dir(),
+            "the older real PyPI wheels are missing: {} must hold the wheels of \
+             fixtures/pypi/older.txt; run `bash fixtures/pypi/download.sh` \
+             (or set KEEL_PYPI_WHEELS to a directory it filled)",
+            older.display()
+        );
+        Wheels { real, older }
+    }
 
-/// The one wheel of `project` in `dir`.
-fn wheel(dir: &Path, project: &str) -> PathBuf {
-    let mut found: Vec<PathBuf> = fs_err::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .map(|e| e.expect("read_dir").path())
-        .filter(|p| {
-            p.extension().is_some_and(|e| e == "whl")
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(|n| n.split('-').next())
-                    .is_some_and(|n| normalize(n) == project)
-        })
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "expected exactly one wheel of {project} in {} (run `bash fixtures/pypi/download.sh`), found {found:?}",
-        dir.display()
-    );
-    found.remove(0)
+    /// The newer wheel of `project`.
+    fn newer(&self, project: &str) -> PathBuf {
+        self.real.wheel(project).to_path_buf()
+    }
+
+    /// The one older wheel of `project`.
+    fn older(&self, project: &str) -> PathBuf {
+        let mut found: Vec<PathBuf> = wheels_in(&self.older)
+            .into_iter()
+            .filter(|w| wheel_name_version(w).0 == project)
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "expected exactly one wheel of {project} in {} (run `bash fixtures/pypi/download.sh`), found {found:?}",
+            self.older.display()
+        );
+        found.remove(0)
+    }
 }
 
 /// `(name, version)` of each wheel, from its file name.
 fn dists_of(wheels: &[PathBuf]) -> Dists {
-    wheels
-        .iter()
-        .map(|w| {
-            let name = w.file_name().and_then(|n| n.to_str()).expect("file name");
-            let mut parts = name.split('-');
-            let project = parts.next().expect("name");
-            let version = parts.next().expect("version");
-            (normalize(project), version.to_owned())
-        })
-        .collect()
+    wheels.iter().map(|w| wheel_name_version(w)).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -154,12 +147,8 @@ fn fault_keel_path() -> &'static Path {
 /// The fault-injection binary, aborting at mutation number `after + 1`
 /// (`None`: no fail point armed).
 fn fault_keel(after: Option<usize>) -> Command {
-    let mut command = Command::new(fault_keel_path());
-    command
-        .env_remove("VIRTUAL_ENV")
-        .env_remove("KEEL_CACHE_DIR")
-        .env_remove("KEEL_LOG")
-        .env_remove("KEEL_UNSAFE_NO_FSYNC");
+    let mut command = keel_built_at(fault_keel_path());
+    command.env_remove("KEEL_UNSAFE_NO_FSYNC");
     match after {
         Some(n) => command.env("FAILPOINTS", format!("keel::mutation={n}*off->return")),
         None => command.env_remove("FAILPOINTS"),
@@ -175,14 +164,9 @@ fn normal_keel() -> Command {
     command
 }
 
-fn sync(mut command: Command, venv: &Path, cache: &Path, wheels: &[PathBuf]) -> Command {
-    command
-        .arg("sync")
-        .arg("--venv")
-        .arg(venv)
-        .arg("--cache-dir")
-        .arg(cache)
-        .args(wheels);
+fn sync(keel: Command, venv: &Path, cache: &Path, wheels: &[PathBuf]) -> Command {
+    let mut command = keel_with_venv_and_cache(keel, "sync", venv, cache);
+    command.args(wheels);
     command
 }
 
@@ -226,7 +210,7 @@ fn installed(venv: &Path) -> Dists {
         let name = name.to_string_lossy();
         if let Some(stem) = name.strip_suffix(".dist-info") {
             let (project, version) = stem.split_once('-').expect("name-version.dist-info");
-            dists.insert((normalize(project), version.to_owned()));
+            dists.insert((normalize_name(project), version.to_owned()));
         }
     }
     dists
@@ -234,19 +218,10 @@ fn installed(venv: &Path) -> Dists {
 
 /// The transactions (`tx-*`) and trash (`trash-*`) in `<venv>/.keel`.
 fn leftovers(venv: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = match fs_err::read_dir(venv.join(".keel")) {
-        Ok(entries) => entries
-            .map(|e| e.expect("entry").path())
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("tx-") || n.starts_with("trash-"))
-            })
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    found.sort();
-    found
+    leftover_transactions(venv)
+        .into_iter()
+        .map(|name| venv.join(".keel").join(name))
+        .collect()
 }
 
 /// What an interrupted run left in `.keel`.
@@ -310,42 +285,6 @@ fn assert_imports(venv: &Path, dists: &Dists) {
     assert_eq!(python(venv, &import_code(dists)).trim(), "ok");
 }
 
-/// The checks after every recovery: exactly the `before` or the `after`
-/// distributions (the one `expected`, when known), every file as its
-/// RECORD says, no transaction or trash left, everything importable.
-#[track_caller]
-fn assert_before_or_after(
-    venv: &Path,
-    before: &Dists,
-    after: &Dists,
-    expected: Option<&Dists>,
-    context: &str,
-) -> Dists {
-    let found = installed(venv);
-    assert!(
-        found == *before || found == *after,
-        "{context}: {} holds neither the state before nor after:\n  found  {found:?}\n  before {before:?}\n  after  {after:?}",
-        venv.display()
-    );
-    if let Some(expected) = expected {
-        assert_eq!(
-            &found,
-            expected,
-            "{context}: {} recovered to the wrong state",
-            venv.display()
-        );
-    }
-    assert_environment_matches_record(venv);
-    let left = leftovers(venv);
-    assert!(
-        left.is_empty(),
-        "{context}: recovery left {left:?} in {}",
-        venv.display()
-    );
-    assert_imports(venv, &found);
-    found
-}
-
 /// One upgrade: `before` wheels installed into fresh environments, `after`
 /// wheels `keel sync`ed over them.
 struct Upgrade {
@@ -370,6 +309,15 @@ impl Upgrade {
         }
     }
 
+    /// [`SMALL`] and [`REMOVED`] from `older/` upgraded to [`SMALL`] alone
+    /// from the main set: upgrades and a removal in one `keel sync`.
+    fn of_the_small_wheels(wheels: &Wheels) -> Self {
+        let mut before_wheels: Vec<PathBuf> = SMALL.iter().map(|p| wheels.older(p)).collect();
+        before_wheels.push(wheels.newer(REMOVED));
+        let after_wheels: Vec<PathBuf> = SMALL.iter().map(|p| wheels.newer(p)).collect();
+        Upgrade::new(before_wheels, after_wheels)
+    }
+
     /// A fresh environment at a fresh path (scripts embed the path, so
     /// environments are never copied) with the `before` wheels installed
     /// (and imported once, so that `__pycache__` files exist, as they do
@@ -377,14 +325,10 @@ impl Upgrade {
     /// the fsyncs.
     fn prepare(&self, name: &str) -> PathBuf {
         let venv = self.sandbox.venv(name);
-        let mut command = normal_keel();
+        let mut command =
+            keel_with_venv_and_cache(normal_keel(), "install", &venv, &self.sandbox.cache);
         command
             .env("KEEL_UNSAFE_NO_FSYNC", "1")
-            .arg("install")
-            .arg("--venv")
-            .arg(&venv)
-            .arg("--cache-dir")
-            .arg(&self.sandbox.cache)
             .arg("-q")
             .args(&self.before_wheels);
         assert_success(&run(&mut command));
@@ -403,6 +347,42 @@ impl Upgrade {
             site.display()
         );
         venv
+    }
+
+    /// The checks after every recovery: exactly the `before` or the `after`
+    /// distributions (the one `expected`, when known), every file as its
+    /// RECORD says, no transaction or trash left, everything importable.
+    #[track_caller]
+    fn assert_before_or_after(
+        &self,
+        venv: &Path,
+        expected: Option<&Dists>,
+        context: &str,
+    ) -> Dists {
+        let (before, after) = (&self.before, &self.after);
+        let found = installed(venv);
+        assert!(
+            found == *before || found == *after,
+            "{context}: {} holds neither the state before nor after:\n  found  {found:?}\n  before {before:?}\n  after  {after:?}",
+            venv.display()
+        );
+        if let Some(expected) = expected {
+            assert_eq!(
+                &found,
+                expected,
+                "{context}: {} recovered to the wrong state",
+                venv.display()
+            );
+        }
+        assert_environment_matches_record(venv);
+        let left = leftovers(venv);
+        assert!(
+            left.is_empty(),
+            "{context}: recovery left {left:?} in {}",
+            venv.display()
+        );
+        assert_imports(venv, &found);
+        found
     }
 
     fn sync(&self, command: Command, venv: &Path) -> Command {
@@ -438,15 +418,16 @@ impl Upgrade {
     }
 }
 
-/// Runs `work` for 1, 2, 3, … on `workers` threads until `work` returns
-/// `true` (done) for some number; returns the smallest such number and
-/// every result. A panic stops every worker and is passed on.
-fn run_until_done<T: Send>(
+/// Runs `work(n)` for n = `first`, `first + 1`, … on `workers` threads,
+/// each taking the next number, until `past_end(n)`; returns every result by
+/// its number. A panic stops every worker and is passed on.
+fn work_through<T: Send>(
     workers: usize,
-    work: impl Fn(usize) -> (bool, T) + Sync,
-) -> (usize, BTreeMap<usize, T>) {
-    let next = AtomicUsize::new(1);
-    let done_at = AtomicUsize::new(usize::MAX);
+    first: usize,
+    past_end: impl Fn(usize) -> bool + Sync,
+    work: impl Fn(usize) -> T + Sync,
+) -> BTreeMap<usize, T> {
+    let next = AtomicUsize::new(first);
     let failed = AtomicBool::new(false);
     let results = Mutex::new(BTreeMap::new());
     std::thread::scope(|scope| {
@@ -454,15 +435,11 @@ fn run_until_done<T: Send>(
             scope.spawn(|| {
                 loop {
                     let n = next.fetch_add(1, Ordering::SeqCst);
-                    if n > done_at.load(Ordering::SeqCst) || failed.load(Ordering::SeqCst) {
+                    if past_end(n) || failed.load(Ordering::SeqCst) {
                         break;
                     }
-                    assert!(n < 10_000, "no run completed after {n} attempts");
                     match std::panic::catch_unwind(AssertUnwindSafe(|| work(n))) {
-                        Ok((done, result)) => {
-                            if done {
-                                done_at.fetch_min(n, Ordering::SeqCst);
-                            }
+                        Ok(result) => {
                             results.lock().expect("lock").insert(n, result);
                         }
                         Err(panic) => {
@@ -474,39 +451,37 @@ fn run_until_done<T: Send>(
             });
         }
     });
-    (done_at.into_inner(), results.into_inner().expect("results"))
+    results.into_inner().expect("results")
+}
+
+/// Runs `work` for 1, 2, 3, … on `workers` threads until `work` returns
+/// `true` (done) for some number; returns the smallest such number and
+/// every result. A panic stops every worker and is passed on.
+fn run_until_done<T: Send>(
+    workers: usize,
+    work: impl Fn(usize) -> (bool, T) + Sync,
+) -> (usize, BTreeMap<usize, T>) {
+    let done_at = AtomicUsize::new(usize::MAX);
+    let results = work_through(
+        workers,
+        1,
+        |n| n > done_at.load(Ordering::SeqCst),
+        |n| {
+            assert!(n < 10_000, "no run completed after {n} attempts");
+            let (done, result) = work(n);
+            if done {
+                done_at.fetch_min(n, Ordering::SeqCst);
+            }
+            result
+        },
+    );
+    (done_at.into_inner(), results)
 }
 
 /// `work(i)` for every `i` in `0..count` on `workers` threads; the results
 /// in order. A panic stops every worker and is passed on.
 fn parallel_map<T: Send>(workers: usize, count: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let results = Mutex::new(BTreeMap::new());
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= count || failed.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    match std::panic::catch_unwind(AssertUnwindSafe(|| work(i))) {
-                        Ok(result) => {
-                            results.lock().expect("lock").insert(i, result);
-                        }
-                        Err(panic) => {
-                            failed.store(true, Ordering::SeqCst);
-                            std::panic::resume_unwind(panic);
-                        }
-                    }
-                }
-            });
-        }
-    });
-    results
-        .into_inner()
-        .expect("results")
+    work_through(workers, 0, |i| i >= count, work)
         .into_values()
         .collect()
 }
@@ -523,24 +498,14 @@ fn workers() -> usize {
 #[test]
 fn crash_at_every_mutation_of_an_upgrade_with_a_removal_recovers_to_before_or_after() {
     let start = Instant::now();
-    let wheels = pypi_wheels();
-    let older = wheels.join("older");
+    let wheels = Wheels::find();
     fault_keel_path();
-    let mut before_wheels: Vec<PathBuf> = SMALL.iter().map(|p| wheel(&older, p)).collect();
-    before_wheels.push(wheel(&wheels, REMOVED));
-    let after_wheels: Vec<PathBuf> = SMALL.iter().map(|p| wheel(&wheels, p)).collect();
-    let upgrade = Upgrade::new(before_wheels, after_wheels);
+    let upgrade = Upgrade::of_the_small_wheels(&wheels);
 
     // Warm the cache with both sets; the uninterrupted upgrade lands whole.
     let venv = upgrade.prepare("warm");
     assert_success(&run(&mut upgrade.sync(normal_keel(), &venv)));
-    assert_before_or_after(
-        &venv,
-        &upgrade.before,
-        &upgrade.after,
-        Some(&upgrade.after),
-        "uninterrupted",
-    );
+    upgrade.assert_before_or_after(&venv, Some(&upgrade.after), "uninterrupted");
 
     // Abort at mutation n = 1, 2, 3, … until a run completes.
     let (completed_at, lefts) = run_until_done(workers(), |n| {
@@ -549,13 +514,7 @@ fn crash_at_every_mutation_of_an_upgrade_with_a_removal_recovers_to_before_or_af
         let context = format!("abort at mutation {n}");
         match outcome(&output, &context) {
             Run::Completed => {
-                assert_before_or_after(
-                    &venv,
-                    &upgrade.before,
-                    &upgrade.after,
-                    Some(&upgrade.after),
-                    &context,
-                );
+                upgrade.assert_before_or_after(&venv, Some(&upgrade.after), &context);
                 (true, None)
             }
             Run::Aborted => {
@@ -565,13 +524,7 @@ fn crash_at_every_mutation_of_an_upgrade_with_a_removal_recovers_to_before_or_af
                     "{context}: an abort in the commit left {left:?}"
                 );
                 upgrade.recover(&venv, left);
-                assert_before_or_after(
-                    &venv,
-                    &upgrade.before,
-                    &upgrade.after,
-                    upgrade.expected(left),
-                    &context,
-                );
+                upgrade.assert_before_or_after(&venv, upgrade.expected(left), &context);
                 (false, Some(left))
             }
         }
@@ -636,10 +589,8 @@ fn crash_at_every_mutation_of_an_upgrade_with_a_removal_recovers_to_before_or_af
                         assert!(runs < 10_000, "recovery makes no progress");
                     }
                     recovery_aborts.fetch_add(runs - 1, Ordering::SeqCst);
-                    assert_before_or_after(
+                    upgrade.assert_before_or_after(
                         &venv,
-                        &upgrade.before,
-                        &upgrade.after,
                         Some(&upgrade.before),
                         "recovery aborted after each of its moves",
                     );
@@ -663,13 +614,7 @@ fn crash_at_every_mutation_of_an_upgrade_with_a_removal_recovers_to_before_or_af
                         recovery_aborts.fetch_add(1, Ordering::SeqCst);
                         upgrade.recover(&venv, left_behind(&venv));
                     }
-                    assert_before_or_after(
-                        &venv,
-                        &upgrade.before,
-                        &upgrade.after,
-                        upgrade.expected(left),
-                        &context,
-                    );
+                    upgrade.assert_before_or_after(&venv, upgrade.expected(left), &context);
                     // The next command works from there.
                     assert_success(&run(&mut upgrade.sync(normal_keel(), &venv)));
                     assert_eq!(installed(&venv), upgrade.after);
@@ -700,17 +645,16 @@ fn crash_at_every_mutation_of_an_upgrade_with_a_removal_recovers_to_before_or_af
 #[test]
 fn sigkill_during_a_large_upgrade_then_recover_leaves_before_or_after() {
     let start = Instant::now();
-    let wheels = pypi_wheels();
-    let older = wheels.join("older");
-    let unchanged = LARGE_UNCHANGED.iter().map(|p| wheel(&wheels, p));
+    let wheels = Wheels::find();
+    let unchanged = LARGE_UNCHANGED.iter().map(|p| wheels.newer(p));
     let before_wheels: Vec<PathBuf> = LARGE
         .iter()
-        .map(|p| wheel(&older, p))
+        .map(|p| wheels.older(p))
         .chain(unchanged.clone())
         .collect();
     let after_wheels: Vec<PathBuf> = LARGE
         .iter()
-        .map(|p| wheel(&wheels, p))
+        .map(|p| wheels.newer(p))
         .chain(unchanged)
         .collect();
     let upgrade = Upgrade::new(before_wheels, after_wheels);
@@ -729,13 +673,7 @@ fn sigkill_during_a_large_upgrade_then_recover_leaves_before_or_after() {
     let timer = Instant::now();
     assert_success(&run(&mut upgrade.sync(normal_keel(), &venv)));
     let full = timer.elapsed();
-    assert_before_or_after(
-        &venv,
-        &upgrade.before,
-        &upgrade.after,
-        Some(&upgrade.after),
-        "uninterrupted",
-    );
+    upgrade.assert_before_or_after(&venv, Some(&upgrade.after), "uninterrupted");
 
     // Kill one upgrade after `delay`, recover, check; returns what the kill
     // left behind, whether the environment ended before, and a report line.
@@ -761,8 +699,7 @@ fn sigkill_during_a_large_upgrade_then_recover_leaves_before_or_after() {
             Some(&upgrade.after)
         };
         let context = format!("SIGKILL after {delay:.2?}");
-        let found =
-            assert_before_or_after(&venv, &upgrade.before, &upgrade.after, expected, &context);
+        let found = upgrade.assert_before_or_after(&venv, expected, &context);
         // The scripts work and name the version that is installed.
         assert_eq!(
             script(&venv, "django-admin", &["--version"]).trim(),
@@ -836,12 +773,8 @@ fn sigkill_during_a_large_upgrade_then_recover_leaves_before_or_after() {
 
 #[test]
 fn staging_failure_leaves_environment_byte_for_byte_unchanged() {
-    let wheels = pypi_wheels();
-    let older = wheels.join("older");
-    let mut before_wheels: Vec<PathBuf> = SMALL.iter().map(|p| wheel(&older, p)).collect();
-    before_wheels.push(wheel(&wheels, REMOVED));
-    let after_wheels: Vec<PathBuf> = SMALL.iter().map(|p| wheel(&wheels, p)).collect();
-    let upgrade = Upgrade::new(before_wheels, after_wheels);
+    let wheels = Wheels::find();
+    let upgrade = Upgrade::of_the_small_wheels(&wheels);
     let venv = upgrade.prepare("venv");
     let before = snapshot(&venv);
     let out = upgrade.sandbox.path().join("bad");
@@ -879,15 +812,9 @@ fn staging_failure_leaves_environment_byte_for_byte_unchanged() {
         &upgrade.sandbox.cache,
         &wheels,
     ));
-    let mut install = normal_keel();
-    install
-        .arg("install")
-        .arg("--venv")
-        .arg(&venv)
-        .arg("--cache-dir")
-        .arg(&upgrade.sandbox.cache)
-        .args(&upgrade.after_wheels)
-        .arg(&clash);
+    let mut install =
+        keel_with_venv_and_cache(normal_keel(), "install", &venv, &upgrade.sandbox.cache);
+    install.args(&upgrade.after_wheels).arg(&clash);
     for (output, bad) in [(output, &corrupt), (run(&mut install), &clash)] {
         let name = bad.file_name().and_then(|n| n.to_str()).expect("name");
         assert_eq!(
@@ -908,10 +835,8 @@ fn staging_failure_leaves_environment_byte_for_byte_unchanged() {
             said.lines().next().unwrap_or("")
         );
     }
-    assert_before_or_after(
+    upgrade.assert_before_or_after(
         &venv,
-        &upgrade.before,
-        &upgrade.after,
         Some(&upgrade.before),
         "after the refused transactions",
     );

@@ -42,17 +42,12 @@ fn sandbox() -> Sandbox {
             })
             .collect()
     });
-    let dir = tempfile::Builder::new()
-        .prefix("keel-test-")
-        .tempdir()
-        .expect("tempdir");
-    let wheels = dir.path().join("wheels");
-    fs_err::create_dir(&wheels).expect("mkdir");
+    let sandbox = Sandbox::without_wheels("keel-test-");
+    fs_err::create_dir(&sandbox.wheels).expect("mkdir");
     for (name, bytes) in hello {
-        fs_err::write(wheels.join(name), bytes).expect("write wheel");
+        fs_err::write(sandbox.wheel(name), bytes).expect("write wheel");
     }
-    let cache = dir.path().join("cache");
-    Sandbox { dir, wheels, cache }
+    sandbox
 }
 
 /// Snapshot of everything in the sandbox except the cache and `venv`.
@@ -410,9 +405,7 @@ fn install_with(
     flags: &[&str],
     wheel: &Path,
 ) -> std::process::Output {
-    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = flags.iter().map(|f| f as _).collect();
-    args.push(&wheel);
-    sandbox.install(venv, &args)
+    run(keel_install(venv, &sandbox.cache).args(flags).arg(wheel))
 }
 
 #[test]

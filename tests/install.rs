@@ -24,36 +24,11 @@ fn install_ok(sandbox: &Sandbox, venv: &Path, args: &[&dyn AsRef<std::ffi::OsStr
     output
 }
 
-/// Asserts the exit code, showing the output if it differs.
-#[track_caller]
-fn assert_exit(output: &Output, code: i32) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
-        stdout(output),
-        stderr(output)
-    );
-}
-
-/// Asserts `haystack` contains `needle`, showing the haystack if not.
-#[track_caller]
-fn assert_contains(haystack: &str, needle: &str) {
-    assert!(
-        haystack.contains(needle),
-        "expected {needle:?} in:\n{haystack}"
-    );
-}
-
 /// No transaction directory (`<venv>/.keel/tx-*`) is left behind.
 #[track_caller]
 fn assert_no_transaction_left(venv: &Path) {
-    let keel_dir = venv.join(".keel");
-    let Ok(entries) = fs_err::read_dir(&keel_dir) else {
-        return;
-    };
-    let left: Vec<String> = entries
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    let left: Vec<String> = leftover_transactions(venv)
+        .into_iter()
         .filter(|name| name.starts_with("tx-"))
         .collect();
     assert!(left.is_empty(), "transactions left in .keel: {left:?}");
@@ -75,17 +50,6 @@ fn bytecode(dir: &Path, stem: &str) -> [PathBuf; 2] {
         cache.join(format!("{stem}.cpython-311.pyc")),
         cache.join(format!("{stem}.cpython-311.opt-1.pyc")),
     ]
-}
-
-/// Names of the `.dist-info` directories in site-packages, sorted.
-fn dist_infos(venv: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs_err::read_dir(site_packages(venv))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".dist-info"))
-        .collect();
-    names.sort();
-    names
 }
 
 /// Every entry under `dir` (relative paths), or nothing if it is absent.
@@ -218,8 +182,7 @@ fn assert_same_paths_as_a_fresh_install(sandbox: &Sandbox, venv: &Path, wheels: 
         "fresh-{}",
         venv.file_name().unwrap().to_string_lossy()
     ));
-    let args: Vec<&dyn AsRef<std::ffi::OsStr>> = wheels.iter().map(|w| w as _).collect();
-    install_ok(sandbox, &fresh, &args);
+    assert_success(&sandbox.install_paths(&fresh, wheels, &[]));
     let (got, want) = (tree_paths(venv), tree_paths(&fresh));
     let extra: Vec<_> = got.iter().filter(|p| !want.contains(p)).collect();
     let missing: Vec<_> = want.iter().filter(|p| !got.contains(p)).collect();
@@ -917,12 +880,9 @@ sys.exit(1 if problems or rows == 0 else 0)
         .arg(CHECK)
         .arg(venv)
         .arg(cache));
-    assert!(
-        output.status.success(),
-        "{} does not match its RECORD files:\n{}{}",
-        venv.display(),
-        stdout(&output),
-        stderr(&output)
+    assert_success_of(
+        &output,
+        &format!("{} does not match its RECORD files", venv.display()),
     );
 }
 

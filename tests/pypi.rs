@@ -10,201 +10,39 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsStr;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use common::pypi::{
+    RealWheels, assert_versions_and_imports, fixture_tsv, pins, pip_install, real_wheels,
+    wheel_name_version,
+};
 use common::*;
 
 // ---------------------------------------------------------------------------
-// The fixture set
+// The fixture set (`common::pypi`)
 // ---------------------------------------------------------------------------
-
-fn pypi_fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pypi")
-}
-
-/// One pin of `requirements.txt`.
-struct Pin {
-    /// PEP 503 normalized.
-    name: String,
-    version: String,
-    sha256: String,
-}
-
-fn pins() -> Vec<Pin> {
-    let path = pypi_fixtures().join("requirements.txt");
-    let text = fs_err::read_to_string(&path).unwrap();
-    let mut pins = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut tokens = line.split_whitespace();
-        let requirement = tokens.next().unwrap();
-        let (name, version) = requirement
-            .split_once("==")
-            .unwrap_or_else(|| panic!("{}: not `name==version`: {line}", path.display()));
-        let sha256 = tokens
-            .find_map(|t| t.strip_prefix("--hash=sha256:"))
-            .unwrap_or_else(|| panic!("{}: no --hash=sha256: {line}", path.display()));
-        pins.push(Pin {
-            name: normalize_name(name),
-            version: version.to_string(),
-            sha256: sha256.to_string(),
-        });
-    }
-    pins
-}
-
-/// PEP 503: lower case, runs of `-`, `_`, `.` become one `-`.
-fn normalize_name(name: &str) -> String {
-    let mut out = String::new();
-    let mut separator = false;
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            separator = true;
-        } else {
-            if separator && !out.is_empty() {
-                out.push('-');
-            }
-            separator = false;
-            out.push(c.to_ascii_lowercase());
-        }
-    }
-    out
-}
-
-/// (normalized name, version) from a wheel file name.
-fn wheel_name_version(wheel: &Path) -> (String, String) {
-    let file = wheel.file_name().unwrap().to_str().unwrap();
-    let mut parts = file.split('-');
-    let name = parts.next().unwrap();
-    let version = parts
-        .next()
-        .unwrap_or_else(|| panic!("not a wheel file name: {file}"));
-    (normalize_name(name), version.to_string())
-}
-
-/// The real wheels: the directory (absolute, symlinks resolved) and every
-/// `*.whl` in it, sorted. Fails unless the set is there and complete.
-struct RealWheels {
-    dir: PathBuf,
-    wheels: Vec<PathBuf>,
-}
-
-impl RealWheels {
-    /// The wheel of one distribution (normalized name).
-    fn wheel(&self, name: &str) -> &Path {
-        self.wheels
-            .iter()
-            .find(|w| wheel_name_version(w).0 == name)
-            .unwrap_or_else(|| panic!("no wheel of {name} in {}", self.dir.display()))
-    }
-}
-
-fn real_wheels() -> RealWheels {
-    let dir = match std::env::var_os("KEEL_PYPI_WHEELS").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => pypi_fixtures().join("wheels"),
-    };
-    let hint = "run `bash fixtures/pypi/download.sh` (or `bash .ci/run`) to download the pinned PyPI wheels";
-    let dir = fs_err::canonicalize(&dir).unwrap_or_else(|e| {
-        panic!("the real PyPI wheels are missing ({e}); {hint}");
-    });
-    let mut wheels: Vec<PathBuf> = fs_err::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension() == Some(OsStr::new("whl")))
-        .collect();
-    wheels.sort();
-    assert!(!wheels.is_empty(), "no wheels in {}; {hint}", dir.display());
-    let present: BTreeSet<(String, String)> =
-        wheels.iter().map(|w| wheel_name_version(w)).collect();
-    let pins = pins();
-    let missing: Vec<String> = pins
-        .iter()
-        .filter(|p| !present.contains(&(p.name.clone(), p.version.clone())))
-        .map(|p| format!("{}=={}", p.name, p.version))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} lacks the wheels of {missing:?} pinned in fixtures/pypi/requirements.txt; {hint}",
-        dir.display()
-    );
-    assert_eq!(
-        wheels.len(),
-        pins.len(),
-        "{} holds wheels that requirements.txt does not pin: {wheels:#?}; {hint}",
-        dir.display()
-    );
-    RealWheels { dir, wheels }
-}
 
 /// A sandbox (scratch dir + cache) whose `wheels` are the real ones; the
 /// bundled fixture wheels are not built.
 fn sandbox(real: &RealWheels) -> Sandbox {
-    let dir = tempfile::Builder::new()
-        .prefix("keel-pypi-")
-        .tempdir()
-        .unwrap();
-    let cache = dir.path().join("cache");
-    Sandbox {
-        dir,
-        wheels: real.dir.clone(),
-        cache,
-    }
+    let mut sandbox = Sandbox::without_wheels("keel-pypi-");
+    sandbox.wheels = real.dir.clone();
+    sandbox
 }
 
-fn keel_install(sandbox: &Sandbox, venv: &Path, wheels: &[PathBuf]) -> Output {
-    let args: Vec<&dyn AsRef<OsStr>> = wheels.iter().map(|w| w as _).collect();
-    let output = sandbox.install(venv, &args);
+/// `keel install` of `wheels` (by path), asserting success.
+#[track_caller]
+fn install_ok(sandbox: &Sandbox, venv: &Path, wheels: &[PathBuf]) -> Output {
+    let output = sandbox.install_paths(venv, wheels, &[]);
     assert_success(&output);
     output
-}
-
-fn pip_install(venv: &Path, wheels: &[PathBuf]) {
-    let output = run(Command::new("python3")
-        .args(["-m", "pip", "--python"])
-        .arg(venv.join("bin/python"))
-        .args([
-            "install",
-            "--no-deps",
-            "--no-compile",
-            "--no-index",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--quiet",
-        ])
-        .args(wheels)
-        .env_remove("VIRTUAL_ENV")
-        .env_remove("PIP_REQUIRE_VIRTUALENV"));
-    assert_success(&output);
 }
 
 // ---------------------------------------------------------------------------
 // scripts.tsv and import-names.tsv
 // ---------------------------------------------------------------------------
-
-fn tsv(name: &str, fields: usize) -> Vec<Vec<String>> {
-    let path = pypi_fixtures().join(name);
-    let text = fs_err::read_to_string(&path).unwrap();
-    text.lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let row: Vec<String> = l.split('\t').map(str::to_string).collect();
-            assert_eq!(
-                row.len(),
-                fields,
-                "{}: want {fields} tab-separated fields: {l:?}",
-                path.display()
-            );
-            row
-        })
-        .collect()
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ScriptKind {
@@ -224,7 +62,7 @@ struct ScriptRow {
 }
 
 fn script_rows() -> Vec<ScriptRow> {
-    tsv("scripts.tsv", 6)
+    fixture_tsv("scripts.tsv", 6)
         .into_iter()
         .map(|r| ScriptRow {
             kind: match r[2].as_str() {
@@ -249,50 +87,12 @@ fn script_rows() -> Vec<ScriptRow> {
 /// Python process run from an empty directory.
 #[track_caller]
 fn assert_imports(venv: &Path, cwd: &Path) {
-    const CODE: &str = r#"
-import importlib, importlib.metadata, sys
-failures = []
-for arg in sys.argv[1:]:
-    dist, version, modules = arg.split("\t")
-    try:
-        got = importlib.metadata.version(dist)
-    except Exception as e:
-        failures.append(f"{dist}: no metadata: {e!r}")
-        continue
-    if got != version:
-        failures.append(f"{dist}: version {got}, want {version}")
-    for m in modules.split(","):
-        if m == "-":
-            continue
-        try:
-            importlib.import_module(m)
-        except Exception as e:
-            failures.append(f"import {m} ({dist}): {e!r}")
-    print(dist, got)
-for f in failures:
-    print("FAIL", f, file=sys.stderr)
-sys.exit(1 if failures else 0)
-"#;
-    let rows = tsv("import-names.tsv", 3);
-    let output = run(Command::new(venv.join("bin/python"))
-        .arg("-c")
-        .arg(CODE)
-        .args(rows.iter().map(|r| r.join("\t")))
-        .current_dir(cwd)
-        .stdin(Stdio::null()));
-    assert!(
-        output.status.success(),
-        "imports failed in {}:\n{}{}",
-        venv.display(),
-        stdout(&output),
-        stderr(&output)
-    );
-    assert_eq!(
-        stdout(&output).lines().count(),
-        rows.len(),
-        "{}",
-        stdout(&output)
-    );
+    let rows: Vec<String> = fixture_tsv("import-names.tsv", 3)
+        .iter()
+        .map(|r| r.join("\t"))
+        .collect();
+    let printed = assert_versions_and_imports(venv, &rows, cwd);
+    assert_eq!(printed.lines().count(), rows.len(), "{printed}");
 }
 
 /// Runs a script row's invocation; returns (exit status, stdout+stderr).
@@ -769,7 +569,7 @@ fn real_wheels_install_import_and_run_their_scripts() {
     let real = real_wheels();
     let sandbox = sandbox(&real);
     let venv = sandbox.venv("venv");
-    let output = keel_install(&sandbox, &venv, &real.wheels);
+    let output = install_ok(&sandbox, &venv, &real.wheels);
     let err = stderr(&output);
     assert!(
         err.contains(&format!("Installed {} packages in", real.wheels.len())),
@@ -822,14 +622,10 @@ fn warm_install_from_cache_equals_cold_install() {
     let warm = sandbox.venv("warm");
     let wheels = real.wheels.clone();
 
-    let first = keel_install(&sandbox, &cold, &wheels);
-    assert!(
-        stderr(&first).contains(&format!(
-            "Unpacked {} packages into the cache",
-            wheels.len()
-        )),
-        "{}",
-        stderr(&first)
+    let first = install_ok(&sandbox, &cold, &wheels);
+    assert_contains(
+        &stderr(&first),
+        &format!("Unpacked {} packages into the cache", wheels.len()),
     );
     let archives_before: Vec<Vec<PathBuf>> =
         pins().iter().map(|p| sandbox.archives(&p.name)).collect();
@@ -837,7 +633,7 @@ fn warm_install_from_cache_equals_cold_install() {
         assert_eq!(archives.len(), 1, "archives of {}: {archives:?}", pin.name);
     }
 
-    let second = keel_install(&sandbox, &warm, &wheels);
+    let second = install_ok(&sandbox, &warm, &wheels);
     let err = stderr(&second);
     assert!(!err.contains("warning:"), "a warm install warned:\n{err}");
     assert!(!err.contains("Unpacked"), "a warm install unpacked:\n{err}");
@@ -923,8 +719,8 @@ fn keel_tree_equals_pip_tree_for_every_real_wheel() {
     let keel_venv = sandbox.venv("keel");
     let pip_venv = sandbox.venv("pip");
     let wheels = real.wheels.clone();
-    keel_install(&sandbox, &keel_venv, &wheels);
-    pip_install(&pip_venv, &wheels);
+    install_ok(&sandbox, &keel_venv, &wheels);
+    pip_install(&pip_venv, &["--no-compile"], &wheels);
 
     let rows = script_rows();
     let kinds: BTreeMap<&str, ScriptKind> =
@@ -1122,7 +918,7 @@ fn direct_url_json_records_file_url_and_wheel_sha256() {
     let sandbox = sandbox(&real);
     let venv = sandbox.venv("venv");
     let wheel = real.wheel("docutils").to_path_buf();
-    keel_install(&sandbox, &venv, std::slice::from_ref(&wheel));
+    install_ok(&sandbox, &venv, std::slice::from_ref(&wheel));
 
     let output = run(Command::new("python3")
         .arg("-c")

@@ -10,25 +10,9 @@ use keel_fixtures::bundled;
 fn fresh_venv_gets_every_bundled_wheel_importable_and_runnable() {
     let sandbox = Sandbox::new();
     let venv = sandbox.venv("venv");
-    let wheels: Vec<_> = [
-        bundled::HELLO_V1,
-        bundled::DATA,
-        bundled::MANY,
-        bundled::LEGACY,
-        bundled::NS_A,
-        bundled::NS_B,
-    ]
-    .iter()
-    .map(|w| sandbox.wheel(w))
-    .collect();
-    let args: Vec<&dyn AsRef<std::ffi::OsStr>> = wheels.iter().map(|w| w as _).collect();
-    let output = sandbox.install(&venv, &args);
+    let output = sandbox.install_bundled(&venv, &ALL_BUNDLED_DISTRIBUTIONS, &[]);
     assert_success(&output);
-    assert!(
-        stderr(&output).contains("Installed 6 packages in"),
-        "{}",
-        stderr(&output)
-    );
+    assert_contains(&stderr(&output), "Installed 6 packages in");
     assert!(stderr(&output).contains(" + keel-demo-hello==1.0.0"));
 
     assert_eq!(

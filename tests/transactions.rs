@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::time_limit::wait_with_limit;
 use common::*;
 use keel_fixtures::WheelBuilder;
 use keel_fixtures::bundled::{DATA, HELLO_V1, HELLO_V2, MANY, NS_A, NS_B};
@@ -24,34 +25,15 @@ fn keel_in(subcommand: &str, venv: &Path, args: &[&str]) -> Output {
 
 /// `keel sync --venv VENV --cache-dir CACHE WHEELS...`.
 fn sync(sandbox: &Sandbox, venv: &Path, wheels: &[PathBuf]) -> Output {
-    run(keel()
-        .arg("sync")
-        .arg("--venv")
-        .arg(venv)
-        .arg("--cache-dir")
-        .arg(&sandbox.cache)
-        .args(wheels))
+    run(keel_with_venv_and_cache(keel(), "sync", venv, &sandbox.cache).args(wheels))
 }
 
 /// Installs bundled wheels by file name, asserting success.
 #[track_caller]
 fn install_ok(sandbox: &Sandbox, venv: &Path, wheels: &[&str]) -> Output {
-    let paths: Vec<PathBuf> = wheels.iter().map(|w| sandbox.wheel(w)).collect();
-    let args: Vec<&dyn AsRef<std::ffi::OsStr>> = paths.iter().map(|p| p as _).collect();
-    let output = sandbox.install(venv, &args);
+    let output = sandbox.install_bundled(venv, wheels, &[]);
     assert_success(&output);
     output
-}
-
-#[track_caller]
-fn assert_failure(output: &Output) {
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "expected exit 1\nstdout:\n{}\nstderr:\n{}",
-        stdout(output),
-        stderr(output)
-    );
 }
 
 #[track_caller]
@@ -60,34 +42,10 @@ fn assert_stderr_contains(output: &Output, needle: &str) {
     assert!(text.contains(needle), "stderr lacks {needle:?}:\n{text}");
 }
 
-/// Every `tx-*` and `trash-*` left in `<venv>/.keel`.
-fn leftover_transactions(venv: &Path) -> Vec<String> {
-    let Ok(entries) = fs_err::read_dir(venv.join(".keel")) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = entries
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("tx-") || n.starts_with("trash-"))
-        .collect();
-    names.sort();
-    names
-}
-
 #[track_caller]
 fn assert_no_transactions(venv: &Path) {
     let left = leftover_transactions(venv);
     assert!(left.is_empty(), "left in .keel: {left:?}");
-}
-
-/// The `.dist-info` directory names in site-packages.
-fn dist_infos(venv: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs_err::read_dir(site_packages(venv))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".dist-info"))
-        .collect();
-    names.sort();
-    names
 }
 
 /// A snapshot of the environment without an empty `.keel/` (whose
@@ -123,32 +81,10 @@ fn append_to_record(record: &Path, rows: &[String]) {
     fs_err::write(record, text).unwrap();
 }
 
-/// Waits for a child up to `limit`, killing it (and failing) if it takes longer.
-#[track_caller]
-fn wait_with_limit(mut child: Child, limit: Duration, what: &str) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > limit {
-            child.kill().ok();
-            child.wait().ok();
-            panic!("{what} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// `keel install` of `wheels` as a child process, stderr into `log`.
 fn spawn_install(sandbox: &Sandbox, venv: &Path, wheels: &[&str], log: &Path) -> Child {
-    keel()
-        .arg("install")
-        .arg("--venv")
-        .arg(venv)
-        .arg("--cache-dir")
-        .arg(&sandbox.cache)
-        .args(wheels.iter().map(|w| sandbox.wheel(w)))
+    keel_install(venv, &sandbox.cache)
+        .args(sandbox.wheels(wheels))
         .stdout(Stdio::null())
         .stderr(fs_err::File::create(log).unwrap().into_parts().0)
         .spawn()
@@ -169,10 +105,7 @@ fn uninstall_removes_every_recorded_file_its_bytecode_scripts_and_emptied_dirs()
 
     // Bytecode of every optimization level, as `python -m compileall` and
     // `python -O`/`-OO` leave it.
-    let compile = run(Command::new(venv.join("bin/python"))
-        .args(["-m", "compileall", "-q", "-o", "0", "-o", "1", "-o", "2"])
-        .arg(&package));
-    assert_success(&compile);
+    compile_at_every_level(&venv, &package);
     for pyc in [
         "__pycache__/__init__.cpython-311.pyc",
         "__pycache__/__init__.cpython-311.opt-1.pyc",
@@ -227,9 +160,7 @@ fn uninstall_of_one_namespace_distribution_keeps_the_other_and_the_shared_dir() 
     let venv = sandbox.venv("venv");
     install_ok(&sandbox, &venv, &[NS_A, NS_B]);
     let ns = site_packages(&venv).join("keel_demo_ns");
-    assert_success(&run(Command::new(venv.join("bin/python"))
-        .args(["-m", "compileall", "-q", "-o", "0", "-o", "1", "-o", "2"])
-        .arg(&ns)));
+    compile_at_every_level(&venv, &ns);
     assert!(ns.join("__pycache__/a.cpython-311.opt-2.pyc").is_file());
 
     let output = keel_in("uninstall", &venv, &["keel-demo-ns-a"]);
@@ -279,7 +210,7 @@ fn uninstall_refuses_a_distribution_without_record_and_changes_nothing() {
         &["keel-demo-data", "keel-demo-hello"],
     ] {
         let output = keel_in("uninstall", &venv, names);
-        assert_failure(&output);
+        assert_exit(&output, 1);
         assert_stderr_contains(&output, "error: ");
         assert_stderr_contains(&output, "keel-demo-hello");
         assert_stderr_contains(&output, &record.display().to_string());
@@ -409,9 +340,7 @@ fn upgrade_downgrade_and_reinstall_leave_no_transaction_behind() {
     let venv = sandbox.venv("venv");
     let site = site_packages(&venv);
     install_ok(&sandbox, &venv, &[HELLO_V1]);
-    assert_success(&run(Command::new(venv.join("bin/python"))
-        .args(["-m", "compileall", "-q", "-o", "0", "-o", "1", "-o", "2"])
-        .arg(site.join("keel_demo_hello"))));
+    compile_at_every_level(&venv, &site.join("keel_demo_hello"));
 
     let output = install_ok(&sandbox, &venv, &[HELLO_V2]);
     assert_stderr_contains(&output, " - keel-demo-hello==1.0.0");
@@ -470,7 +399,7 @@ fn installing_over_another_distributions_file_is_refused_unless_forced() {
     let before = env_snapshot(&venv);
 
     let output = sandbox.install(&venv, &[&thief]);
-    assert_failure(&output);
+    assert_exit(&output, 1);
     assert_stderr_contains(&output, "keel-demo-hello");
     assert_stderr_contains(&output, "keel-demo-thief");
     assert_stderr_contains(&output, &target.display().to_string());
@@ -525,7 +454,7 @@ fn a_script_another_distribution_owns_is_a_conflict_too() {
         .unwrap();
     let before = env_snapshot(&venv);
     let output = sandbox.install(&venv, &[&thief]);
-    assert_failure(&output);
+    assert_exit(&output, 1);
     assert_stderr_contains(&output, "keel-demo-hello");
     assert_stderr_contains(&output, "bin/keel-hello");
     assert_same_tree(&before, &env_snapshot(&venv));
@@ -846,10 +775,7 @@ fn a_lock_held_by_a_killed_process_never_blocks() {
 #[test]
 fn sigint_during_an_install_leaves_the_environment_before_or_after() {
     let sandbox = Sandbox::new();
-    let wheels: Vec<PathBuf> = [MANY, DATA, HELLO_V1, NS_A, NS_B]
-        .iter()
-        .map(|w| sandbox.wheel(w))
-        .collect();
+    let wheels = sandbox.wheels(&[MANY, DATA, HELLO_V1, NS_A, NS_B]);
     let mut interrupted = 0;
     for (attempt, delay_ms) in [0u64, 5, 20, 60, 150, 300, 450, 700]
         .into_iter()
@@ -859,12 +785,7 @@ fn sigint_during_an_install_leaves_the_environment_before_or_after() {
         // A cold cache for each attempt, so the signal can land in an unpack.
         let cache = sandbox.path().join(format!("cache-{attempt}"));
         let before = env_snapshot(&venv);
-        let child = keel()
-            .arg("install")
-            .arg("--venv")
-            .arg(&venv)
-            .arg("--cache-dir")
-            .arg(&cache)
+        let child = keel_install(&venv, &cache)
             .args(&wheels)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -885,13 +806,7 @@ fn sigint_during_an_install_leaves_the_environment_before_or_after() {
             );
             assert_same_tree(&before, &env_snapshot(&venv));
             // The next install, with the cache the interrupted one left, works.
-            let output = run(keel()
-                .arg("install")
-                .arg("--venv")
-                .arg(&venv)
-                .arg("--cache-dir")
-                .arg(&cache)
-                .args(&wheels));
+            let output = run(keel_install(&venv, &cache).args(&wheels));
             assert_success(&output);
         } else {
             assert_eq!(dist_infos(&venv).len(), wheels.len(), "{}", stderr(&output));

@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, SystemTime};
 
+use common::ageing::{backdate, sweep_files_older_than};
+use common::time_limit::output_with_limit;
 use common::*;
 use keel_fixtures::bundled;
 
@@ -45,33 +47,13 @@ const ALL_SIX: [(&str, &str); 6] = [
 // Helpers
 // ---------------------------------------------------------------------------
 
-/// `keel install` of fixture wheels (by file name) into `venv`, plus `extra`
-/// arguments (`--verify`, `--link-mode …`).
-fn install(sandbox: &Sandbox, venv: &Path, wheels: &[&str], extra: &[&str]) -> Output {
-    let paths: Vec<PathBuf> = wheels.iter().map(|w| sandbox.wheel(w)).collect();
-    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = paths.iter().map(|p| p as _).collect();
-    for arg in extra {
-        args.push(arg);
-    }
-    sandbox.install(venv, &args)
-}
-
 /// Installs `wheels` into a fresh environment `warm` so that the cache holds
 /// one intact archive of each; asserts it went without a warning.
 fn warm(sandbox: &Sandbox, wheels: &[&str], extra: &[&str]) -> PathBuf {
     let venv = sandbox.venv("warm");
-    let output = install(sandbox, &venv, wheels, extra);
-    assert_success(&output);
-    assert!(warnings(&output).is_empty(), "{}", stderr(&output));
+    let output = sandbox.install_bundled(&venv, wheels, extra);
+    assert_success_without_warnings(&output);
     venv
-}
-
-fn warnings(output: &Output) -> Vec<String> {
-    stderr(output)
-        .lines()
-        .filter(|line| line.starts_with("warning:"))
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Asserts the install succeeded and warned exactly once per damaged wheel:
@@ -124,18 +106,40 @@ fn assert_repairs(sandbox: &Sandbox, output: &Output, expected: &[(&str, &str)])
 #[track_caller]
 fn assert_hello_healed(sandbox: &Sandbox, detail: &str, archives: usize) {
     let venv = sandbox.venv("venv");
-    let output = install(sandbox, &venv, &[bundled::HELLO_V1], &[]);
+    let output = sandbox.install_bundled(&venv, &[bundled::HELLO_V1], &[]);
     assert_repairs(sandbox, &output, &[(bundled::HELLO_V1, detail)]);
+    assert_healed(
+        sandbox,
+        &venv,
+        (bundled::HELLO_V1, HELLO),
+        archives,
+        assert_hello_runs,
+    );
+}
+
+/// What follows the repair of the archive of `wheel` (a fixture file name,
+/// of the distribution `dist`) in an install into `venv`: `archives` archive
+/// directories of `dist` (a fresh one beside the damaged one), the
+/// environment passes `runs` and verifies, and a later install reuses the
+/// repaired archive silently and passes `runs` too.
+#[track_caller]
+fn assert_healed(
+    sandbox: &Sandbox,
+    venv: &Path,
+    (wheel, dist): (&str, &str),
+    archives: usize,
+    runs: fn(&Path),
+) {
     assert_eq!(
-        sandbox.archives(HELLO).len(),
+        sandbox.archives(dist).len(),
         archives,
         "a fresh archive is expected"
     );
-    assert_hello_runs(&venv);
-    assert_environment_matches_record(&venv);
+    runs(venv);
+    assert_environment_matches_record(venv);
 
-    let later = assert_later_install_reuses(sandbox, "later", &[(bundled::HELLO_V1, HELLO)]);
-    assert_hello_runs(&later);
+    let later = assert_later_install_reuses(sandbox, "later", &[(wheel, dist)]);
+    runs(&later);
     assert_environment_matches_record(&later);
 }
 
@@ -165,7 +169,7 @@ fn assert_later_install_reuses(sandbox: &Sandbox, name: &str, wheels: &[(&str, &
         .collect();
     let venv = sandbox.venv(name);
     let files: Vec<&str> = wheels.iter().map(|(wheel, _)| *wheel).collect();
-    let output = install(sandbox, &venv, &files, &[]);
+    let output = sandbox.install_bundled(&venv, &files, &[]);
     assert_success(&output);
     assert!(
         warnings(&output).is_empty(),
@@ -263,40 +267,6 @@ fn dirs_under(root: &Path) -> BTreeSet<PathBuf> {
         .collect()
 }
 
-/// What `tmpwatch --mtime` / `systemd-tmpfiles` do: delete every regular
-/// file under `root` last modified before `cutoff`, keep every directory.
-/// Returns the deleted files.
-fn sweep_files_older_than(root: &Path, cutoff: SystemTime) -> Vec<PathBuf> {
-    let mut deleted = Vec::new();
-    for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
-        let entry = entry.expect("walk");
-        let metadata = fs_err::symlink_metadata(entry.path()).expect("lstat");
-        if metadata.file_type().is_file() && metadata.modified().expect("mtime") < cutoff {
-            fs_err::remove_file(entry.path()).expect("tmpwatch remove");
-            deleted.push(entry.path().to_path_buf());
-        }
-    }
-    deleted
-}
-
-fn set_mtime(path: &Path, mtime: SystemTime) {
-    fs_err::File::open(path)
-        .expect("open to set times")
-        .set_times(std::fs::FileTimes::new().set_modified(mtime))
-        .expect("set mtime");
-}
-
-/// The pointer file of a wheel (there must be exactly one per name here).
-fn pointer(sandbox: &Sandbox, dist: &str) -> PathBuf {
-    let dir = sandbox.cache.join("pointers-v1").join(dist);
-    let pointers: Vec<PathBuf> = fs_err::read_dir(&dir)
-        .expect("pointer dir")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    assert_eq!(pointers.len(), 1, "{pointers:?}");
-    pointers[0].clone()
-}
-
 /// Replaces an archive file by a symlink to `target`.
 fn replace_by_symlink(file: &Path, target: &Path) {
     fs_err::remove_file(file).expect("remove archive file");
@@ -337,7 +307,7 @@ fn tmpwatch_deleting_most_files_of_an_archive_but_keeping_its_directories() {
     assert_eq!(dirs_under(&tree), dirs_before, "directories must stay");
 
     let venv = sandbox.venv("venv");
-    let output = install(&sandbox, &venv, &[bundled::MANY], &[]);
+    let output = sandbox.install_bundled(&venv, &[bundled::MANY], &[]);
     let reasons = assert_repairs(&sandbox, &output, &[(bundled::MANY, ": missing")]);
     let (entry, more) = first_entry_and_more(&reasons[0], ": missing");
     assert_eq!(
@@ -349,17 +319,7 @@ fn tmpwatch_deleting_most_files_of_an_archive_but_keeping_its_directories() {
         deleted.contains(entry),
         "the warning names `{entry}`, which was not deleted"
     );
-    assert_eq!(
-        sandbox.archives(MANY).len(),
-        2,
-        "a fresh archive is expected"
-    );
-    assert_many_runs(&venv);
-    assert_environment_matches_record(&venv);
-
-    let later = assert_later_install_reuses(&sandbox, "later", &[(bundled::MANY, MANY)]);
-    assert_many_runs(&later);
-    assert_environment_matches_record(&later);
+    assert_healed(&sandbox, &venv, (bundled::MANY, MANY), 2, assert_many_runs);
 }
 
 #[test]
@@ -379,7 +339,7 @@ fn tmpwatch_by_age_deleting_only_the_archive_files_not_touched_for_weeks() {
             || name == "keel_demo_many/__init__.py"
             || name.ends_with(".dist-info/METADATA")
         {
-            set_mtime(&tree.join(&file), month_ago);
+            backdate(&tree.join(&file), month_ago);
             aged.push(tree.join(&file));
         }
     }
@@ -393,10 +353,10 @@ fn tmpwatch_by_age_deleting_only_the_archive_files_not_touched_for_weeks() {
         aged.sort();
         aged
     });
-    assert!(pointer(&sandbox, MANY).is_file());
+    assert!(sandbox.only_pointer(MANY).is_file());
 
     let venv = sandbox.venv("venv");
-    let output = install(&sandbox, &venv, &[bundled::MANY], &[]);
+    let output = sandbox.install_bundled(&venv, &[bundled::MANY], &[]);
     let reasons = assert_repairs(&sandbox, &output, &[(bundled::MANY, ": missing")]);
     let (entry, more) = first_entry_and_more(&reasons[0], ": missing");
     assert_eq!(
@@ -410,17 +370,7 @@ fn tmpwatch_by_age_deleting_only_the_archive_files_not_touched_for_weeks() {
         "the warning names `{}`, which was not deleted",
         entry.display()
     );
-    assert_eq!(
-        sandbox.archives(MANY).len(),
-        2,
-        "a fresh archive is expected"
-    );
-    assert_many_runs(&venv);
-    assert_environment_matches_record(&venv);
-
-    let later = assert_later_install_reuses(&sandbox, "later", &[(bundled::MANY, MANY)]);
-    assert_many_runs(&later);
-    assert_environment_matches_record(&later);
+    assert_healed(&sandbox, &venv, (bundled::MANY, MANY), 2, assert_many_runs);
 }
 
 /// `systemd-tmpfiles` ageing out a whole cache in `/var/tmp`: every file
@@ -438,14 +388,9 @@ fn systemd_tmpfiles_deleting_every_file_of_the_cache_but_keeping_its_directories
     assert_eq!(sandbox.archives(HELLO).len(), 1, "the skeleton stays");
 
     let venv = sandbox.venv("venv");
-    let output = install(&sandbox, &venv, &[bundled::HELLO_V1, bundled::MANY], &[]);
-    assert_success(&output);
-    assert!(warnings(&output).is_empty(), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("Unpacked 2 packages into the cache"),
-        "{}",
-        stderr(&output)
-    );
+    let output = sandbox.install_bundled(&venv, &[bundled::HELLO_V1, bundled::MANY], &[]);
+    assert_success_without_warnings(&output);
+    assert_contains(&stderr(&output), "Unpacked 2 packages into the cache");
     assert_eq!(sandbox.archives(HELLO).len(), 2);
     assert_eq!(sandbox.archives(MANY).len(), 2);
     assert_hello_runs(&venv);
@@ -472,7 +417,7 @@ fn whole_archive_directory_removed_leaving_a_dangling_pointer() {
     warm(&sandbox, &[bundled::HELLO_V1], &[]);
     let archive = sandbox.archives(HELLO).remove(0);
     fs_err::remove_dir_all(&archive).expect("remove archive");
-    assert!(pointer(&sandbox, HELLO).is_file(), "the pointer dangles");
+    assert!(sandbox.only_pointer(HELLO).is_file(), "the pointer dangles");
     assert_eq!(sandbox.archives(HELLO).len(), 0);
 
     assert_hello_healed(&sandbox, "gone", 1);
@@ -500,7 +445,7 @@ fn metadata_deleted_from_the_archive_dist_info() {
     fs_err::remove_file(tree.join("keel_demo_hello-1.0.0.dist-info/METADATA")).expect("rm");
 
     let venv = sandbox.venv("venv");
-    let output = install(&sandbox, &venv, &[bundled::HELLO_V1], &[]);
+    let output = sandbox.install_bundled(&venv, &[bundled::HELLO_V1], &[]);
     assert_repairs(
         &sandbox,
         &output,
@@ -508,11 +453,6 @@ fn metadata_deleted_from_the_archive_dist_info() {
             bundled::HELLO_V1,
             "keel_demo_hello-1.0.0.dist-info/METADATA: missing",
         )],
-    );
-    assert_eq!(
-        sandbox.archives(HELLO).len(),
-        2,
-        "a fresh archive is expected"
     );
     assert!(
         python(
@@ -523,12 +463,13 @@ fn metadata_deleted_from_the_archive_dist_info() {
             == "1.0.0",
         "METADATA must be installed"
     );
-    assert_hello_runs(&venv);
-    assert_environment_matches_record(&venv);
-
-    let later = assert_later_install_reuses(&sandbox, "later", &[(bundled::HELLO_V1, HELLO)]);
-    assert_hello_runs(&later);
-    assert_environment_matches_record(&later);
+    assert_healed(
+        &sandbox,
+        &venv,
+        (bundled::HELLO_V1, HELLO),
+        2,
+        assert_hello_runs,
+    );
 }
 
 #[test]
@@ -559,24 +500,19 @@ fn manifest_left_empty_by_a_power_cut() {
 fn pointer_file_deleted_is_a_plain_cache_miss() {
     let sandbox = Sandbox::new();
     warm(&sandbox, &[bundled::HELLO_V1], &[]);
-    fs_err::remove_file(pointer(&sandbox, HELLO)).expect("rm pointer");
+    fs_err::remove_file(sandbox.only_pointer(HELLO)).expect("rm pointer");
 
     let venv = sandbox.venv("venv");
-    let output = install(&sandbox, &venv, &[bundled::HELLO_V1], &[]);
-    assert_success(&output);
-    assert!(warnings(&output).is_empty(), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("Unpacked 1 package into the cache"),
-        "{}",
-        stderr(&output)
-    );
+    let output = sandbox.install_bundled(&venv, &[bundled::HELLO_V1], &[]);
+    assert_success_without_warnings(&output);
+    assert_contains(&stderr(&output), "Unpacked 1 package into the cache");
     assert_eq!(
         sandbox.archives(HELLO).len(),
         2,
         "unpacked beside the orphan"
     );
     assert!(
-        pointer(&sandbox, HELLO).is_file(),
+        sandbox.only_pointer(HELLO).is_file(),
         "a new pointer is written"
     );
     assert_hello_runs(&venv);
@@ -591,7 +527,7 @@ fn pointer_file_deleted_is_a_plain_cache_miss() {
 fn pointer_left_empty_by_a_power_cut() {
     let sandbox = Sandbox::new();
     warm(&sandbox, &[bundled::HELLO_V1], &[]);
-    fs_err::write(pointer(&sandbox, HELLO), b"").expect("empty the pointer");
+    fs_err::write(sandbox.only_pointer(HELLO), b"").expect("empty the pointer");
 
     assert_hello_healed(&sandbox, "pointer", 2);
 }
@@ -616,7 +552,7 @@ fn archive_file_truncated_to_zero_by_a_power_cut() {
         .expect("truncate");
 
     let venv = sandbox.venv("venv");
-    let output = install(&sandbox, &venv, &[bundled::HELLO_V1], &[]);
+    let output = sandbox.install_bundled(&venv, &[bundled::HELLO_V1], &[]);
     assert_repairs(
         &sandbox,
         &output,
@@ -628,21 +564,17 @@ fn archive_file_truncated_to_zero_by_a_power_cut() {
             ),
         )],
     );
-    assert_eq!(
-        sandbox.archives(HELLO).len(),
-        2,
-        "a fresh archive is expected"
-    );
     assert_regular_file_with(
         &site_packages(&venv).join("keel_demo_hello/__init__.py"),
         &pristine,
     );
-    assert_hello_runs(&venv);
-    assert_environment_matches_record(&venv);
-
-    let later = assert_later_install_reuses(&sandbox, "later", &[(bundled::HELLO_V1, HELLO)]);
-    assert_hello_runs(&later);
-    assert_environment_matches_record(&later);
+    assert_healed(
+        &sandbox,
+        &venv,
+        (bundled::HELLO_V1, HELLO),
+        2,
+        assert_hello_runs,
+    );
 }
 
 /// A `.data/scripts/` file takes another path through staging (read,
@@ -663,7 +595,7 @@ fn data_script_truncated_to_half_in_the_archive() {
         .expect("truncate");
 
     let venv = sandbox.venv("venv");
-    let output = install(&sandbox, &venv, &[bundled::DATA], &[]);
+    let output = sandbox.install_bundled(&venv, &[bundled::DATA], &[]);
     assert_repairs(
         &sandbox,
         &output,
@@ -675,17 +607,7 @@ fn data_script_truncated_to_half_in_the_archive() {
             ),
         )],
     );
-    assert_eq!(
-        sandbox.archives(DATA).len(),
-        2,
-        "a fresh archive is expected"
-    );
-    assert_data_runs(&venv);
-    assert_environment_matches_record(&venv);
-
-    let later = assert_later_install_reuses(&sandbox, "later", &[(bundled::DATA, DATA)]);
-    assert_data_runs(&later);
-    assert_environment_matches_record(&later);
+    assert_healed(&sandbox, &venv, (bundled::DATA, DATA), 2, assert_data_runs);
 }
 
 #[test]
@@ -701,7 +623,7 @@ fn archive_file_replaced_by_a_directory() {
     fs_err::write(file.join("stray.py"), b"print('stray')\n").expect("write stray");
 
     let venv = sandbox.venv("venv");
-    let output = install(&sandbox, &venv, &[bundled::HELLO_V1], &[]);
+    let output = sandbox.install_bundled(&venv, &[bundled::HELLO_V1], &[]);
     assert_repairs(
         &sandbox,
         &output,
@@ -710,21 +632,17 @@ fn archive_file_replaced_by_a_directory() {
             "keel_demo_hello/sub/util.py: not a regular file",
         )],
     );
-    assert_eq!(
-        sandbox.archives(HELLO).len(),
-        2,
-        "a fresh archive is expected"
-    );
     assert_regular_file_with(
         &site_packages(&venv).join("keel_demo_hello/sub/util.py"),
         &pristine,
     );
-    assert_hello_runs(&venv);
-    assert_environment_matches_record(&venv);
-
-    let later = assert_later_install_reuses(&sandbox, "later", &[(bundled::HELLO_V1, HELLO)]);
-    assert_hello_runs(&later);
-    assert_environment_matches_record(&later);
+    assert_healed(
+        &sandbox,
+        &venv,
+        (bundled::HELLO_V1, HELLO),
+        2,
+        assert_hello_runs,
+    );
 }
 
 /// A symlink to a file with exactly the right content is still not the
@@ -746,7 +664,7 @@ fn archive_file_replaced_by_a_symlink_to_an_identical_copy_elsewhere() {
         replace_by_symlink(&file, &elsewhere);
 
         let venv = sandbox.venv("venv");
-        let output = install(&sandbox, &venv, &[bundled::HELLO_V1], &extra);
+        let output = sandbox.install_bundled(&venv, &[bundled::HELLO_V1], &extra);
         assert_repairs(
             &sandbox,
             &output,
@@ -783,7 +701,7 @@ fn archive_file_replaced_by_a_symlink_to_etc_passwd() {
     replace_by_symlink(&file, Path::new("/etc/passwd"));
 
     let venv = sandbox.venv("venv");
-    let output = install(&sandbox, &venv, &[bundled::HELLO_V1], &[]);
+    let output = sandbox.install_bundled(&venv, &[bundled::HELLO_V1], &[]);
     assert_repairs(
         &sandbox,
         &output,
@@ -792,21 +710,17 @@ fn archive_file_replaced_by_a_symlink_to_etc_passwd() {
             "keel_demo_hello/sub/util.py: not a regular file",
         )],
     );
-    assert_eq!(
-        sandbox.archives(HELLO).len(),
-        2,
-        "a fresh archive is expected"
-    );
     assert_regular_file_with(
         &site_packages(&venv).join("keel_demo_hello/sub/util.py"),
         &pristine,
     );
-    assert_hello_runs(&venv);
-    assert_environment_matches_record(&venv);
-
-    let later = assert_later_install_reuses(&sandbox, "later", &[(bundled::HELLO_V1, HELLO)]);
-    assert_hello_runs(&later);
-    assert_environment_matches_record(&later);
+    assert_healed(
+        &sandbox,
+        &venv,
+        (bundled::HELLO_V1, HELLO),
+        2,
+        assert_hello_runs,
+    );
 }
 
 /// A named pipe where a `.data/scripts/` file was: another kind of "not a
@@ -834,51 +748,22 @@ fn data_script_replaced_by_a_named_pipe_in_the_archive() {
             "keel_demo_data-0.3.0.data/scripts/keel-data-tool: not a regular file",
         )],
     );
-    assert_eq!(
-        sandbox.archives(DATA).len(),
-        2,
-        "a fresh archive is expected"
-    );
-    assert_data_runs(&venv);
-    assert_environment_matches_record(&venv);
-
-    let later = assert_later_install_reuses(&sandbox, "later", &[(bundled::DATA, DATA)]);
-    assert_data_runs(&later);
-    assert_environment_matches_record(&later);
+    assert_healed(&sandbox, &venv, (bundled::DATA, DATA), 2, assert_data_runs);
 }
 
-/// `keel install` like [`install`], killed (and the test failed) if it has
-/// not finished after `deadline`.
+/// `keel install` like [`Sandbox::install_bundled`], killed (and the test
+/// failed) if it has not finished after `deadline`.
 fn install_with_deadline(
     sandbox: &Sandbox,
     venv: &Path,
     wheels: &[&str],
     deadline: Duration,
 ) -> Output {
-    let mut command = keel();
-    command
-        .arg("install")
-        .arg("--venv")
-        .arg(venv)
-        .arg("--cache-dir")
-        .arg(&sandbox.cache)
-        .args(wheels.iter().map(|w| sandbox.wheel(w)))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = command.spawn().expect("spawn keel");
-    let start = std::time::Instant::now();
-    while child.try_wait().expect("wait for keel").is_none() {
-        if start.elapsed() > deadline {
-            child.kill().expect("kill the hanging keel");
-            let output = child.wait_with_output().expect("reap keel");
-            panic!(
-                "`keel install` was still running after {deadline:?} (hung) and was killed\nstderr:\n{}",
-                stderr(&output)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("keel output")
+    output_with_limit(
+        keel_install(venv, &sandbox.cache).args(sandbox.wheels(wheels)),
+        deadline,
+        "`keel install`",
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -1034,7 +919,7 @@ fn same_size_edit_with_mtime_restored_is_caught_by_verify() {
 
     // --verify: every byte hashed, the edit caught and healed.
     let venv = sandbox.venv("verified");
-    let output = install(&sandbox, &venv, &[bundled::HELLO_V1], &["--verify"]);
+    let output = sandbox.install_bundled(&venv, &[bundled::HELLO_V1], &["--verify"]);
     assert_repairs(
         &sandbox,
         &output,
@@ -1043,30 +928,20 @@ fn same_size_edit_with_mtime_restored_is_caught_by_verify() {
             "keel_demo_hello/__init__.py: content does not match RECORD",
         )],
     );
-    assert_eq!(
-        sandbox.archives(HELLO).len(),
-        2,
-        "a fresh archive is expected"
-    );
     assert_regular_file_with(
         &site_packages(&venv).join("keel_demo_hello/__init__.py"),
         &pristine,
     );
-    assert_hello_runs(&venv);
-    assert_environment_matches_record(&venv);
-
-    let later = assert_later_install_reuses(&sandbox, "later", &[(bundled::HELLO_V1, HELLO)]);
-    assert_hello_runs(&later);
-    assert_environment_matches_record(&later);
-    let later_verified = sandbox.venv("later-verified");
-    let output = install(
+    assert_healed(
         &sandbox,
-        &later_verified,
-        &[bundled::HELLO_V1],
-        &["--verify"],
+        &venv,
+        (bundled::HELLO_V1, HELLO),
+        2,
+        assert_hello_runs,
     );
-    assert_success(&output);
-    assert!(warnings(&output).is_empty(), "{}", stderr(&output));
+    let later_verified = sandbox.venv("later-verified");
+    let output = sandbox.install_bundled(&later_verified, &[bundled::HELLO_V1], &["--verify"]);
+    assert_success_without_warnings(&output);
     assert_hello_runs(&later_verified);
     assert_environment_matches_record(&later_verified);
 }
@@ -1077,12 +952,8 @@ fn same_size_edit_with_mtime_restored_is_caught_by_verify() {
 fn edit_through_a_hardlink_then_install_elsewhere(append: bool) {
     let sandbox = Sandbox::new();
     let venv_a = sandbox.venv("a");
-    let output = install(
-        &sandbox,
-        &venv_a,
-        &[bundled::HELLO_V1],
-        &["--link-mode", "hardlink"],
-    );
+    let output =
+        sandbox.install_bundled(&venv_a, &[bundled::HELLO_V1], &["--link-mode", "hardlink"]);
     assert_success(&output);
     let in_a = site_packages(&venv_a).join("keel_demo_hello/__init__.py");
     let archived = sandbox
@@ -1122,7 +993,7 @@ fn edit_through_a_hardlink_then_install_elsewhere(append: bool) {
     );
 
     let venv_b = sandbox.venv("b");
-    let output = install(&sandbox, &venv_b, &[bundled::HELLO_V1], &[]);
+    let output = sandbox.install_bundled(&venv_b, &[bundled::HELLO_V1], &[]);
     let detail = if append {
         format!(
             "keel_demo_hello/__init__.py: {} bytes instead of {}",
@@ -1133,25 +1004,21 @@ fn edit_through_a_hardlink_then_install_elsewhere(append: bool) {
         "keel_demo_hello/__init__.py: content does not match RECORD".to_owned()
     };
     assert_repairs(&sandbox, &output, &[(bundled::HELLO_V1, &detail)]);
-    assert_eq!(
-        sandbox.archives(HELLO).len(),
-        2,
-        "a fresh archive is expected"
-    );
     let in_b = site_packages(&venv_b).join("keel_demo_hello/__init__.py");
     assert_regular_file_with(&in_b, &pristine);
     assert_ne!(
         fs_err::metadata(&in_b).expect("stat").ino(),
         fs_err::metadata(&in_a).expect("stat").ino()
     );
-    assert_hello_runs(&venv_b);
-    assert_environment_matches_record(&venv_b);
     // Venv A keeps the user's edit: keel does not touch other environments.
     assert_eq!(fs_err::read(&in_a).expect("read"), edited);
-
-    let later = assert_later_install_reuses(&sandbox, "later", &[(bundled::HELLO_V1, HELLO)]);
-    assert_hello_runs(&later);
-    assert_environment_matches_record(&later);
+    assert_healed(
+        &sandbox,
+        &venv_b,
+        (bundled::HELLO_V1, HELLO),
+        2,
+        assert_hello_runs,
+    );
 }
 
 #[test]
@@ -1194,7 +1061,7 @@ fn two_archives_damaged_differently_in_the_middle_of_a_six_wheel_install() {
         .expect("truncate");
 
     let venv = sandbox.venv("venv");
-    let output = install(&sandbox, &venv, &wheels, &[]);
+    let output = sandbox.install_bundled(&venv, &wheels, &[]);
     assert_repairs(
         &sandbox,
         &output,
@@ -1209,11 +1076,7 @@ fn two_archives_damaged_differently_in_the_middle_of_a_six_wheel_install() {
             ),
         ],
     );
-    assert!(
-        stderr(&output).contains("Installed 6 packages in"),
-        "{}",
-        stderr(&output)
-    );
+    assert_contains(&stderr(&output), "Installed 6 packages in");
     assert!(!stderr(&output).contains("Unpacked"), "{}", stderr(&output));
     for ((_, dist), before) in ALL_SIX.iter().zip(&archives_before) {
         let now = sandbox.archives(dist);

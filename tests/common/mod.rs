@@ -2,12 +2,36 @@
 //! virtual environments, the fixture wheels, the `keel` binary, and checks
 //! that an environment matches its RECORD files (by an independent Python
 //! script) and that a tree did not change.
+//!
+//! More specific support lives in submodules: [`pypi`] (the pinned real
+//! wheels and pip), [`time_limit`] (children that must end in time),
+//! [`ageing`] (old files and age-based cleaners) and [`unprivileged`]
+//! (running keel as an ordinary user).
 #![allow(dead_code)]
 
+pub mod ageing;
+pub mod pypi;
+pub mod time_limit;
+pub mod unprivileged;
+
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use keel_fixtures::bundled;
+
+/// One wheel of every bundled distribution, all of which one install can
+/// take side by side (hello at 1.0.0; its 2.0.0 is the other wheel).
+pub const ALL_BUNDLED_DISTRIBUTIONS: [&str; 6] = [
+    bundled::HELLO_V1,
+    bundled::DATA,
+    bundled::MANY,
+    bundled::LEGACY,
+    bundled::NS_A,
+    bundled::NS_B,
+];
 
 /// A scratch directory holding the fixture wheels, a cache and any number
 /// of virtual environments. Removed when dropped.
@@ -20,12 +44,19 @@ pub struct Sandbox {
 impl Sandbox {
     /// A sandbox with every bundled fixture wheel built into `wheels/`.
     pub fn new() -> Self {
+        let sandbox = Sandbox::without_wheels("keel-test-");
+        keel_fixtures::build_bundled(&sandbox.wheels).expect("build fixture wheels");
+        sandbox
+    }
+
+    /// A sandbox in a temporary directory named `PREFIX…` with no wheels
+    /// built: `wheels/` and the (cold) cache do not exist yet.
+    pub fn without_wheels(prefix: &str) -> Self {
         let dir = tempfile::Builder::new()
-            .prefix("keel-test-")
+            .prefix(prefix)
             .tempdir()
             .expect("tempdir");
         let wheels = dir.path().join("wheels");
-        keel_fixtures::build_bundled(&wheels).expect("build fixture wheels");
         let cache = dir.path().join("cache");
         Sandbox { dir, wheels, cache }
     }
@@ -39,6 +70,11 @@ impl Sandbox {
         self.wheels.join(name)
     }
 
+    /// Fixture wheels by their file names.
+    pub fn wheels(&self, names: &[&str]) -> Vec<PathBuf> {
+        names.iter().map(|name| self.wheel(name)).collect()
+    }
+
     /// A fresh virtual environment made by `python3 -m venv --without-pip`.
     pub fn venv(&self, name: &str) -> PathBuf {
         let path = self.path().join(name);
@@ -47,18 +83,28 @@ impl Sandbox {
     }
 
     /// Runs `keel install --venv VENV --cache-dir CACHE ARGS...`.
-    pub fn install(&self, venv: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-        let mut command = keel();
-        command
-            .arg("install")
-            .arg("--venv")
-            .arg(venv)
-            .arg("--cache-dir")
-            .arg(&self.cache);
-        for arg in args {
-            command.arg(arg);
-        }
-        run(&mut command)
+    pub fn install(&self, venv: &Path, args: &[&dyn AsRef<OsStr>]) -> Output {
+        run(keel_install(venv, &self.cache).args(args))
+    }
+
+    /// Runs `keel install --venv VENV --cache-dir CACHE WHEELS... EXTRA...`
+    /// of wheels by path.
+    pub fn install_paths(
+        &self,
+        venv: &Path,
+        wheels: &[impl AsRef<Path>],
+        extra: &[&str],
+    ) -> Output {
+        run(keel_install(venv, &self.cache)
+            .args(wheels.iter().map(AsRef::as_ref))
+            .args(extra))
+    }
+
+    /// Runs `keel install --venv VENV --cache-dir CACHE WHEELS... EXTRA...`
+    /// of fixture wheels by file name, then `extra` arguments (`--verify`,
+    /// `--link-mode …`).
+    pub fn install_bundled(&self, venv: &Path, wheels: &[&str], extra: &[&str]) -> Output {
+        self.install_paths(venv, &self.wheels(wheels), extra)
     }
 
     /// Every archive directory in the cache for a normalized distribution name.
@@ -83,6 +129,19 @@ impl Sandbox {
         );
         archives[0].join("tree")
     }
+
+    /// The one pointer file (`pointers-v1/<name>/*.json`) of a distribution
+    /// (normalized name); panics unless there is exactly one.
+    pub fn only_pointer(&self, name: &str) -> PathBuf {
+        let dir = self.cache.join("pointers-v1").join(name);
+        let pointers: Vec<PathBuf> = fs_err::read_dir(&dir)
+            .expect("pointer dir")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        assert_eq!(pointers.len(), 1, "{pointers:?}");
+        pointers[0].clone()
+    }
 }
 
 pub fn create_venv(path: &Path) {
@@ -98,11 +157,51 @@ pub fn create_venv(path: &Path) {
 
 /// The `keel` binary under test.
 pub fn keel() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_keel"));
+    keel_built_at(Path::new(env!("CARGO_BIN_EXE_keel")))
+}
+
+/// A keel binary (the one under test, or another build of it), without the
+/// environment variables that would change its defaults or its output.
+pub fn keel_built_at(binary: &Path) -> Command {
+    let mut command = Command::new(binary);
     command
         .env_remove("VIRTUAL_ENV")
         .env_remove("KEEL_CACHE_DIR")
         .env_remove("KEEL_LOG");
+    command
+}
+
+/// `KEEL SUBCOMMAND --venv VENV --cache-dir CACHE` (for `install` and
+/// `sync`), wheels and options to be added; `keel` is [`keel`] or another
+/// build ([`keel_built_at`]).
+pub fn keel_with_venv_and_cache(
+    mut keel: Command,
+    subcommand: &str,
+    venv: &Path,
+    cache: &Path,
+) -> Command {
+    keel.arg(subcommand)
+        .arg("--venv")
+        .arg(venv)
+        .arg("--cache-dir")
+        .arg(cache);
+    keel
+}
+
+/// `keel install --venv VENV --cache-dir CACHE`, wheels and options to be
+/// added.
+pub fn keel_install(venv: &Path, cache: &Path) -> Command {
+    keel_with_venv_and_cache(keel(), "install", venv, cache)
+}
+
+/// `keel cache ARGS... --cache-dir CACHE`.
+pub fn cache_command(cache: &Path, args: &[&str]) -> Command {
+    let mut command = keel();
+    command
+        .arg("cache")
+        .args(args)
+        .arg("--cache-dir")
+        .arg(cache);
     command
 }
 
@@ -132,6 +231,56 @@ pub fn assert_success(output: &Output) {
     );
 }
 
+/// Asserts a command succeeded; a failure says `what` failed, followed by
+/// the command's stdout and stderr.
+#[track_caller]
+pub fn assert_success_of(output: &Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what}:\n{}{}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+/// Asserts a command succeeded and printed no `warning:` line, showing its
+/// output if not.
+#[track_caller]
+pub fn assert_success_without_warnings(output: &Output) {
+    assert_success(output);
+    assert!(warnings(output).is_empty(), "{}", stderr(output));
+}
+
+/// Asserts the exit code, showing the output if it differs.
+#[track_caller]
+pub fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+/// Asserts `haystack` contains `needle`, showing the haystack if not.
+#[track_caller]
+pub fn assert_contains(haystack: &str, needle: &str) {
+    assert!(
+        haystack.contains(needle),
+        "expected {needle:?} in:\n{haystack}"
+    );
+}
+
+/// The `warning:` lines a command printed on stderr.
+pub fn warnings(output: &Output) -> Vec<String> {
+    stderr(output)
+        .lines()
+        .filter(|line| line.starts_with("warning:"))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Runs `VENV/bin/python -c CODE` and returns its stdout; panics on failure.
 #[track_caller]
 pub fn python(venv: &Path, code: &str) -> String {
@@ -148,18 +297,28 @@ pub fn script(venv: &Path, name: &str, args: &[&str]) -> String {
     stdout(&output)
 }
 
+/// Byte-compiles `dir` with the environment's Python at optimization levels
+/// 0, 1 and 2, as `python -m compileall` and `python -O`/`-OO` leave it.
+#[track_caller]
+pub fn compile_at_every_level(venv: &Path, dir: &Path) {
+    let output = run(Command::new(venv.join("bin/python"))
+        .args(["-m", "compileall", "-q", "-o", "0", "-o", "1", "-o", "2"])
+        .arg(dir));
+    assert_success(&output);
+}
+
 /// Checks every installed file against its RECORD with an independent
 /// Python implementation, and that no file is left that no RECORD lists.
 #[track_caller]
 pub fn assert_environment_matches_record(venv: &Path) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/verify_record.py");
     let output = run(Command::new("python3").arg(script).arg(venv));
-    assert!(
-        output.status.success(),
-        "environment {} does not match its RECORD files:\n{}{}",
-        venv.display(),
-        stdout(&output),
-        stderr(&output)
+    assert_success_of(
+        &output,
+        &format!(
+            "environment {} does not match its RECORD files",
+            venv.display()
+        ),
     );
 }
 
@@ -237,4 +396,43 @@ pub fn site_packages(venv: &Path) -> PathBuf {
         }
     }
     panic!("no site-packages under {}", lib.display());
+}
+
+/// Names of the `.dist-info` directories in site-packages, sorted.
+pub fn dist_infos(venv: &Path) -> Vec<String> {
+    names_in(&site_packages(venv))
+        .into_iter()
+        .filter(|n| n.ends_with(".dist-info"))
+        .collect()
+}
+
+/// Every transaction (`tx-*`) and trash of a finished one (`trash-*`) left
+/// in `<venv>/.keel`, by name, sorted.
+pub fn leftover_transactions(venv: &Path) -> Vec<String> {
+    names_in(&venv.join(".keel"))
+        .into_iter()
+        .filter(|n| n.starts_with("tx-") || n.starts_with("trash-"))
+        .collect()
+}
+
+/// The names in a directory, sorted; none when it does not exist.
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs_err::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .map(|e| {
+            e.expect("read_dir")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Sets the permission bits of a path.
+pub fn chmod(path: &Path, mode: u32) {
+    fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }

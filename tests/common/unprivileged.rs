@@ -1,0 +1,66 @@
+//! Running commands as an ordinary user, so that file modes apply: root
+//! ignores permission bits, so a permission test run as root proves
+//! nothing. Such a test fails, never skips, when it has no ordinary user to
+//! switch to.
+
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Output};
+
+use super::{assert_success, run, stdout};
+
+/// An ordinary (not root) user, by its ids.
+#[derive(Debug, Clone, Copy)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Whether this process runs as root (and so ignores file modes, and can
+/// switch to another user).
+pub fn running_as_root() -> bool {
+    fs_err::metadata("/proc/self")
+        .expect("stat /proc/self")
+        .uid()
+        == 0
+}
+
+/// The user named by `$KEEL_TEST_UNPRIVILEGED_USER`, if set and not empty
+/// (`bash .ci/run` creates `keeltest` and sets it).
+pub fn configured_unprivileged_user() -> Option<String> {
+    std::env::var("KEEL_TEST_UNPRIVILEGED_USER")
+        .ok()
+        .filter(|name| !name.is_empty())
+}
+
+/// Whether the system has a user of that name.
+pub fn user_exists(name: &str) -> bool {
+    run(Command::new("id").args(["-u", name])).status.success()
+}
+
+/// The ids of the user `name`; fails the test unless there is such a user
+/// and it is not root.
+#[track_caller]
+pub fn user_named(name: &str) -> User {
+    let id = |flag: &str| -> u32 {
+        let output = run(Command::new("id").arg(flag).arg(name));
+        assert_success(&output);
+        stdout(&output).trim().parse().expect("numeric id")
+    };
+    let user = User {
+        uid: id("-u"),
+        gid: id("-g"),
+    };
+    assert_ne!(user.uid, 0, "`{name}` must not be root");
+    user
+}
+
+/// Runs `command` as `user` (which only root can do), with `HOME` pointing
+/// nowhere. Root's supplementary groups are dropped when the uid changes.
+pub fn run_as(command: &mut Command, user: User) -> Output {
+    command
+        .uid(user.uid)
+        .gid(user.gid)
+        .env("HOME", "/nonexistent");
+    run(command)
+}
