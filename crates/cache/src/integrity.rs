@@ -73,22 +73,80 @@ pub fn check_metadata(
     expected: &ManifestFile,
     hash_everything: bool,
 ) -> Result<Proof, Damage> {
-    if !metadata.is_file() {
+    check_stat(
+        &FileStat::of_metadata(metadata),
+        expected,
+        hash_everything,
+        || open_no_follow(path).map(|file| file.into_parts().0),
+    )
+}
+
+/// What an `lstat` says of a file, however it was taken (`std` metadata
+/// by path, or `rustix`'s `statat` relative to a directory descriptor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    pub is_file: bool,
+    pub size: u64,
+    pub stamp: Stamp,
+}
+
+impl FileStat {
+    pub fn of_metadata(metadata: &std::fs::Metadata) -> Self {
+        FileStat {
+            is_file: metadata.is_file(),
+            size: metadata.len(),
+            stamp: Stamp::of(metadata),
+        }
+    }
+
+    pub fn of_stat(stat: &rustix::fs::Stat) -> Self {
+        let size = u64::try_from(stat.st_size).unwrap_or_default();
+        FileStat {
+            is_file: rustix::fs::FileType::from_raw_mode(stat.st_mode)
+                == rustix::fs::FileType::RegularFile,
+            size,
+            stamp: Stamp {
+                dev: stat.st_dev,
+                ino: stat.st_ino,
+                size,
+                mtime_ns: stat
+                    .st_mtime
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(stat.st_mtime_nsec as i64),
+            },
+        }
+    }
+}
+
+/// The rule of [`check_file`] on a stat already taken: kind and size
+/// always; content by the stamp, or by hashing what `open` opens (the same
+/// file, without following a symlink or blocking on a FIFO).
+pub fn check_stat(
+    stat: &FileStat,
+    expected: &ManifestFile,
+    hash_everything: bool,
+    open: impl FnOnce() -> std::io::Result<std::fs::File>,
+) -> Result<Proof, Damage> {
+    if !stat.is_file {
         return Err(Damage::NotARegularFile);
     }
-    if metadata.len() != expected.size {
+    if stat.size != expected.size {
         return Err(Damage::Size {
             expected: expected.size,
-            actual: metadata.len(),
+            actual: stat.size,
         });
     }
-    let stamp = Stamp::of(metadata);
-    if !hash_everything && stamp == expected.stamp {
+    if !hash_everything && stat.stamp == expected.stamp {
         return Ok(Proof::Stamp);
     }
-    match hash_matches(path, expected) {
-        Ok(true) => Ok(Proof::Hash((stamp != expected.stamp).then_some(stamp))),
-        Ok(false) => Err(Damage::Content),
+    let Ok(expected_hash) = expected.hash.parse::<RecordHash>() else {
+        return Err(Damage::Content);
+    };
+    match open().and_then(|file| hash_reader(file, expected_hash.algorithm)) {
+        Ok((hash, _)) if hash == expected_hash => Ok(Proof::Hash(
+            (stat.stamp != expected.stamp).then_some(stat.stamp),
+        )),
+        Ok(_) => Err(Damage::Content),
         Err(e) => Err(Damage::Unreadable(e)),
     }
 }
@@ -127,4 +185,28 @@ pub fn hash_reader(
     let mut hasher = Hasher::new(algorithm);
     let size = std::io::copy(&mut reader, &mut hasher)?;
     Ok((hasher.finish(), size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stamp_is_the_same_whichever_way_the_file_was_stated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f.py");
+        fs_err::write(&path, b"x = 1\n").expect("write");
+        let by_path = FileStat::of_metadata(&fs_err::symlink_metadata(&path).expect("lstat"));
+        let parent = rustix::fs::openat(
+            rustix::fs::CWD,
+            dir.path(),
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        )
+        .expect("open dir");
+        let stat = rustix::fs::statat(&parent, "f.py", rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .expect("statat");
+        assert_eq!(FileStat::of_stat(&stat), by_path);
+        assert!(by_path.is_file && by_path.size == 6);
+    }
 }

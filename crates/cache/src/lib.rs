@@ -36,8 +36,8 @@ use std::time::UNIX_EPOCH;
 use keel_wheel::{WheelArchive, WheelFilename};
 
 pub use integrity::{
-    Damage, O_NOFOLLOW, O_NONBLOCK, Proof, check_file, check_metadata, hash_matches, hash_reader,
-    open_no_follow,
+    Damage, FileStat, O_NOFOLLOW, O_NONBLOCK, Proof, check_file, check_metadata, check_stat,
+    hash_matches, hash_reader, open_no_follow,
 };
 pub use lock::CacheLock;
 pub use manifest::{Manifest, ManifestEntryPoint, ManifestFile, Stamp};

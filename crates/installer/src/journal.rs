@@ -105,13 +105,14 @@ impl Journal {
                 fs_err::rename(&step.from, &step.to)?;
             }
             let moved = start.elapsed();
-            let touched: BTreeSet<&Path> = self
-                .moves
-                .iter()
-                .flat_map(|m| [m.from.parent(), m.to.parent()])
-                .flatten()
-                .collect();
-            for dir in touched {
+            // A rename is durable once the directory it renamed into is
+            // (what PostgreSQL's `durable_rename` does): each rename is one
+            // atomic step of the file system's journal, its source side
+            // included. One fsync per destination directory, not per
+            // directory touched: each fsync costs a disk cache flush.
+            let destinations: BTreeSet<&Path> =
+                self.moves.iter().filter_map(|m| m.to.parent()).collect();
+            for dir in destinations {
                 fsync_dir(dir)?;
             }
             fault::mutation();
@@ -294,10 +295,14 @@ pub(crate) fn recover(env: &Environment) -> Result<Vec<Recovery>, Error> {
                         failures,
                     });
                 }
-                for step in &journal.moves {
-                    if let Some(parent) = step.to.parent() {
-                        fsync_dir(parent).ok();
-                    }
+                // Undone moves renamed back into their sources' directories.
+                let restored: BTreeSet<&Path> = journal
+                    .moves
+                    .iter()
+                    .filter_map(|m| m.from.parent())
+                    .collect();
+                for dir in restored {
+                    fsync_dir(dir).ok();
                 }
                 Recovery::RolledBack {
                     transaction: transaction.clone(),

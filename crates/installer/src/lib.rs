@@ -515,7 +515,10 @@ pub fn install(
             "{} {}",
             job.archive.manifest.name, job.archive.manifest.version
         );
-        planner.install_tree(&job.root, env.root(), &mut last)?;
+        planner.install_tree(&job.root, env.site_packages(), &mut last)?;
+        if job.prefix_root.exists() {
+            planner.install_tree(&job.prefix_root, env.root(), &mut last)?;
+        }
     }
     for (from, to) in last {
         planner.place(&from, &to, true, &mut Vec::new())?;

@@ -150,6 +150,71 @@ pub(crate) fn place(
     }
 }
 
+/// Directories opened once for a run of hardlinks between them: every
+/// `linkat`/`statat` then resolves one name instead of two deep paths (path
+/// walking was a sixth of a warm install's time).
+pub(crate) struct LinkDirs {
+    source: std::os::fd::OwnedFd,
+    target: std::os::fd::OwnedFd,
+}
+
+impl LinkDirs {
+    /// `None` when either cannot be opened: the caller goes file by file
+    /// by path, which tells a damaged archive from a real error.
+    pub(crate) fn open(source: &Path, target: &Path) -> Option<Self> {
+        let open = |dir: &Path| {
+            rustix::fs::openat(
+                rustix::fs::CWD,
+                dir,
+                rustix::fs::OFlags::PATH
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .ok()
+        };
+        Some(LinkDirs {
+            source: open(source)?,
+            target: open(target)?,
+        })
+    }
+
+    /// Hardlinks `name` from the source directory into the target one and
+    /// proves it (the staged file *is* the archive file: one `statat`, a
+    /// hash only when the stamp no longer holds). `None` when the link
+    /// itself failed: the caller retries by path, which falls back to a
+    /// copy or names the damage.
+    pub(crate) fn link(
+        &self,
+        name: &std::ffi::OsStr,
+        expected: &ManifestFile,
+        hash_everything: bool,
+    ) -> Option<Result<Proof, Damage>> {
+        use rustix::fs::{AtFlags, Mode, OFlags};
+        rustix::fs::linkat(&self.source, name, &self.target, name, AtFlags::empty()).ok()?;
+        let stat = match rustix::fs::statat(&self.target, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => stat,
+            Err(e) => return Some(Err(Damage::Unreadable(e.into()))),
+        };
+        let open = || {
+            rustix::fs::openat(
+                &self.target,
+                name,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map(std::fs::File::from)
+            .map_err(std::io::Error::from)
+        };
+        Some(keel_cache::check_stat(
+            &keel_cache::FileStat::of_stat(&stat),
+            expected,
+            hash_everything,
+            open,
+        ))
+    }
+}
+
 /// Decides whether a failed link is the archive's fault. `Ok(None)`: the
 /// source is fine and the link itself was refused (fall back to a copy).
 fn blame_source(

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::Read;
+use std::ops::Range;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ use keel_wheel::{
 use rayon::prelude::*;
 
 use crate::Error;
-use crate::link::{Damage, LinkMode, Proof, hash_file, place};
+use crate::link::{Damage, LinkDirs, LinkMode, Proof, hash_file, place};
 use crate::scripts::{launcher, rewrite_python_shebang};
 
 /// The `.dist-info` files keel writes itself; a wheel's own copies are not installed.
@@ -88,8 +89,16 @@ struct PlannedFile {
 pub(crate) struct WheelJob {
     pub source: WheelSource,
     pub archive: Archive,
-    /// This wheel's staging root (laid out like the environment root).
+    /// This wheel's staging root for site-packages: laid out like
+    /// site-packages, so that each wheel's staging holds no skeleton of
+    /// `lib/pythonX.Y/` (each directory of it is a `mkdir`, an `rmdir` and,
+    /// as a rename's source, a flushed `fsync` at commit time).
     pub root: PathBuf,
+    /// Its staging root for everything else (scripts, headers, data): laid
+    /// out like the environment root; made only when needed.
+    pub prefix_root: PathBuf,
+    /// The environment's site-packages, relative to its root.
+    site_packages: PathBuf,
     files: Vec<PlannedFile>,
     /// RECORD rows of files whose content staging changed (rewritten scripts).
     rewritten: HashMap<usize, (RecordHash, u64)>,
@@ -192,10 +201,24 @@ impl WheelJob {
         Ok(WheelJob {
             source,
             archive,
+            prefix_root: {
+                let mut name = root.clone().into_os_string();
+                name.push(".prefix");
+                PathBuf::from(name)
+            },
             root,
+            site_packages: layout.site_packages.clone(),
             files,
             rewritten: HashMap::new(),
         })
+    }
+
+    /// Where a destination (relative to the environment root) is staged.
+    pub(crate) fn staged_path(&self, dest: &Path) -> PathBuf {
+        match dest.strip_prefix(&self.site_packages) {
+            Ok(inside) => self.root.join(inside),
+            Err(_) => self.prefix_root.join(dest),
+        }
     }
 
     /// Every destination this wheel installs (relative to the environment root).
@@ -218,31 +241,29 @@ impl WheelJob {
         all
     }
 
-    /// Adds every directory this wheel's staging tree needs (its root
-    /// included, the staging directory above it not) to `dirs`.
+    /// Adds every directory this wheel's staging trees need (their roots
+    /// included, the staging directory above them not) to `dirs`.
     fn directories(&self, layout: &Layout, dirs: &mut HashSet<PathBuf>) {
-        let dist_info = self
-            .root
-            .join(&layout.site_packages)
-            .join(&self.archive.manifest.dist_info);
+        let dist_info = self.root.join(&self.archive.manifest.dist_info);
         let scripts = (!self.archive.manifest.entry_points.is_empty())
-            .then(|| self.root.join(&layout.scripts));
+            .then(|| self.staged_path(&layout.scripts));
         let parents = self
             .files
             .iter()
             .filter(|file| file.action != Action::CheckOnly)
-            .filter_map(|file| self.root.join(&file.dest).parent().map(Path::to_path_buf));
+            .filter_map(|file| self.staged_path(&file.dest).parent().map(Path::to_path_buf));
+        // Every directory here is a root or below one; the staging
+        // directory holding the roots is shorter than both.
+        let floor = self.root.parent().map_or(0, |p| p.as_os_str().len());
         for dir in [self.root.clone(), dist_info]
             .into_iter()
             .chain(scripts)
             .chain(parents)
         {
-            // Walk up until a directory already known, or above the root
-            // (every directory here is the root or below it: compare lengths).
-            let root_len = self.root.as_os_str().len();
+            // Walk up until a directory already known, or the staging directory.
             let mut cursor = Some(dir.as_path());
             while let Some(d) = cursor {
-                if d.as_os_str().len() < root_len || !dirs.insert(d.to_path_buf()) {
+                if d.as_os_str().len() <= floor || !dirs.insert(d.to_path_buf()) {
                     break;
                 }
                 cursor = d.parent();
@@ -282,16 +303,20 @@ pub(crate) fn stage(
         .enumerate()
         .flat_map(|(j, job)| (0..job.files.len()).map(move |f| (j, f)))
         .collect();
-    let results: Vec<Result<FileOutcome, Error>> = work
+    let runs = link_runs(jobs, &work, mode);
+    let results: Vec<Result<FileOutcome, Error>> = runs
         .par_iter()
-        .map(|&(j, f)| {
+        .flat_map_iter(|run| {
             // Ctrl-C: stop linking and hashing now; the caller removes staging.
             if cancelled() {
-                return Err(Error::Interrupted);
+                return vec![Err(Error::Interrupted)];
             }
-            stage_file(&jobs[j], &jobs[j].files[f], layout, mode, hash_everything)
+            stage_run(jobs, &work[run.clone()], layout, mode, hash_everything)
         })
         .collect();
+    if results.len() != work.len() {
+        return Err(Error::Interrupted);
+    }
     if cancelled() {
         return Err(Error::Interrupted);
     }
@@ -378,6 +403,74 @@ enum FileOutcome {
     Damaged(Damage),
 }
 
+/// Splits the work into runs of consecutive files (in archive order) that
+/// are hardlinked from one archive directory into one staging directory,
+/// so that each run opens its two directories once; every other file is a
+/// run of its own.
+fn link_runs(jobs: &[WheelJob], work: &[(usize, usize)], mode: LinkMode) -> Vec<Range<usize>> {
+    let dirs = |&(j, f): &(usize, usize)| {
+        let file = &jobs[j].files[f];
+        (file.action == Action::Link && mode == LinkMode::Hardlink).then(|| {
+            let entry = Path::new(&jobs[j].archive.manifest.files[file.index].path);
+            (j, entry.parent(), file.dest.parent())
+        })
+    };
+    let mut runs: Vec<Range<usize>> = Vec::new();
+    for (position, item) in work.iter().enumerate() {
+        match (runs.last_mut(), dirs(item)) {
+            (Some(run), Some(key)) if dirs(&work[run.start]) == Some(key) => run.end += 1,
+            _ => runs.push(position..position + 1),
+        }
+    }
+    runs
+}
+
+/// Stages one run of [`link_runs`]: hardlinks through the run's two
+/// directory descriptors, or (any other mode, any failure) file by file.
+fn stage_run(
+    jobs: &[WheelJob],
+    run: &[(usize, usize)],
+    layout: &Layout,
+    mode: LinkMode,
+    hash_everything: bool,
+) -> Vec<Result<FileOutcome, Error>> {
+    let by_path = |&(j, f): &(usize, usize)| {
+        stage_file(&jobs[j], &jobs[j].files[f], layout, mode, hash_everything)
+    };
+    let (j, f) = run[0];
+    let job = &jobs[j];
+    let first = &job.files[f];
+    let entry = Path::new(&job.archive.manifest.files[first.index].path);
+    let dirs = (first.action == Action::Link && mode == LinkMode::Hardlink)
+        .then(|| {
+            LinkDirs::open(
+                &job.archive
+                    .tree()
+                    .join(entry.parent().unwrap_or(Path::new(""))),
+                &job.staged_path(first.dest.parent().unwrap_or(Path::new(""))),
+            )
+        })
+        .flatten();
+    let Some(dirs) = dirs else {
+        return run.iter().map(by_path).collect();
+    };
+    run.iter()
+        .map(|item| {
+            let file = &job.files[item.1];
+            let expected = &job.archive.manifest.files[file.index];
+            let linked = file
+                .dest
+                .file_name()
+                .and_then(|name| dirs.link(name, expected, hash_everything));
+            match linked {
+                Some(Ok(proof)) => Ok(FileOutcome::Proven(proof)),
+                Some(Err(damage)) => Ok(FileOutcome::Damaged(damage)),
+                None => by_path(item),
+            }
+        })
+        .collect()
+}
+
 fn stage_file(
     job: &WheelJob,
     file: &PlannedFile,
@@ -387,7 +480,7 @@ fn stage_file(
 ) -> Result<FileOutcome, Error> {
     let expected = &job.archive.manifest.files[file.index];
     let source = job.archive.tree().join(&expected.path);
-    let target = job.root.join(&file.dest);
+    let target = job.staged_path(&file.dest);
     let outcome = match file.action {
         Action::Link => match place(mode, &source, &target, expected, hash_everything)? {
             Ok(proof) => FileOutcome::Proven(proof),
@@ -475,7 +568,7 @@ pub(crate) fn write_generated(job: &WheelJob, layout: &Layout) -> Result<(), Err
             Some((hash, size)) => (hash.clone(), *size),
             None => match entry.hash.parse::<RecordHash>() {
                 Ok(hash) => (hash, entry.size),
-                Err(_) => hash_file(&job.root.join(&file.dest), HashAlgorithm::Sha256)?,
+                Err(_) => hash_file(&job.staged_path(&file.dest), HashAlgorithm::Sha256)?,
             },
         };
         rows.push(RecordEntry {
@@ -485,7 +578,7 @@ pub(crate) fn write_generated(job: &WheelJob, layout: &Layout) -> Result<(), Err
         });
     }
     let mut generate = |dest: PathBuf, bytes: &[u8], executable: bool| -> Result<(), Error> {
-        let target = job.root.join(&dest);
+        let target = job.staged_path(&dest);
         if executable {
             write_executable(&target, bytes)?;
         } else {
@@ -515,7 +608,7 @@ pub(crate) fn write_generated(job: &WheelJob, layout: &Layout) -> Result<(), Err
         hash: None,
         size: None,
     });
-    fs_err::write(job.root.join(&record_dest), write_record(&rows))?;
+    fs_err::write(job.staged_path(&record_dest), write_record(&rows))?;
     Ok(())
 }
 
@@ -537,11 +630,14 @@ fn direct_url(job: &WheelJob) -> Result<Vec<u8>, Error> {
     Ok(value.to_string().into_bytes())
 }
 
-/// Removes one wheel's staging tree (before restaging it from a fresh archive).
+/// Removes one wheel's staging trees (before restaging it from a fresh archive).
 pub(crate) fn discard(job: &WheelJob) -> Result<(), Error> {
-    match fs_err::remove_dir_all(&job.root) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e.into()),
+    for root in [&job.root, &job.prefix_root] {
+        match fs_err::remove_dir_all(root) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
     }
+    Ok(())
 }
