@@ -219,6 +219,15 @@ pub fn print_audit(
                     dist.dist_info.display()
                 );
             }
+            Status::BadRecord => {
+                damaged += 1;
+                println!(
+                    "{}=={}: unusable RECORD: {}",
+                    dist.name,
+                    dist.version,
+                    dist.record_error.as_deref().unwrap_or("unreadable")
+                );
+            }
             Status::Damaged => {
                 damaged += 1;
                 println!("{}=={}: damaged", dist.name, dist.version);

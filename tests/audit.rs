@@ -175,6 +175,7 @@ fn assert_report_shape(report: &Value) {
                 "missing",
                 "modified",
                 "name",
+                "record_error",
                 "status",
                 "unlisted",
                 "version"
@@ -186,7 +187,14 @@ fn assert_report_shape(report: &Value) {
         }
         assert!(dist["files"].is_u64(), "{dist:#}");
         assert!(
-            ["intact", "damaged", "no-record"].contains(&dist["status"].as_str().expect("status")),
+            ["intact", "damaged", "no-record", "bad-record"]
+                .contains(&dist["status"].as_str().expect("status")),
+            "{dist:#}"
+        );
+        // Why RECORD is unusable, exactly when it is.
+        assert_eq!(
+            dist["record_error"].is_string(),
+            dist["status"] == "bad-record",
             "{dist:#}"
         );
         assert!(strings(&dist["missing"]), "{dist:#}");
@@ -206,7 +214,9 @@ fn assert_report_shape(report: &Value) {
             .map(|k| dist[k].as_array().map_or(0, Vec::len))
             .sum::<usize>();
         match dist["status"].as_str() {
-            Some("intact") | Some("no-record") => assert_eq!(findings, 0, "{dist:#}"),
+            Some("intact") | Some("no-record") | Some("bad-record") => {
+                assert_eq!(findings, 0, "{dist:#}")
+            }
             _ => assert!(findings > 0, "{dist:#}"),
         }
     }
@@ -757,10 +767,74 @@ fn verify_reports_a_deleted_record_as_no_record() {
             "dist_info": dist_info,
             "status": "no-record",
             "files": 0,
+            "record_error": null,
             "missing": [],
             "modified": [],
             "unlisted": [],
         })
+    );
+}
+
+#[test]
+fn verify_reports_a_malformed_or_unreadable_record_and_still_checks_the_rest() {
+    let (sandbox, venv) = installed(&SIDE_BY_SIDE);
+    let site = site_packages(&venv);
+    // A RECORD an editor mangled: a row of five fields on its last line.
+    let hello_record = site.join("keel_demo_hello-1.0.0.dist-info/RECORD");
+    let mut text = fs_err::read_to_string(&hello_record).expect("RECORD");
+    let lines = text.lines().count() + 1;
+    text.push_str("keel_demo_hello/x.py,,,,\n");
+    fs_err::write(&hello_record, text).expect("write");
+    // A RECORD nobody may read.
+    let legacy_record = site.join("Keel_Demo_Legacy-0.9.dist-info/RECORD");
+    chmod(&legacy_record, 0o000);
+    // And an ordinary damage elsewhere, which must still be found.
+    fs_err::remove_file(venv.join("bin/keel-data-tool")).expect("rm");
+
+    let output = verify_unprivileged(&sandbox, &venv, &[]);
+    chmod(&legacy_record, 0o644);
+    assert_exit(&output, 1);
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_report_shape(&report);
+    assert_eq!(report["intact"], false);
+    let hello = dist(&report, "keel-demo-hello");
+    assert_eq!(hello["status"], "bad-record", "{hello:#}");
+    assert_eq!(hello["files"], 0);
+    assert_eq!(
+        hello["record_error"],
+        format!(
+            "`{}` is malformed: malformed RECORD row on line {lines}: expected 3 fields, found 5",
+            hello_record.display()
+        )
+    );
+    let legacy = dist(&report, "keel-demo-legacy");
+    assert_eq!(legacy["status"], "bad-record", "{legacy:#}");
+    let why = legacy["record_error"].as_str().expect("record_error");
+    assert!(
+        why.contains(&legacy_record.display().to_string()) && why.contains("ermission denied"),
+        "{why}"
+    );
+    assert_eq!(
+        dist(&report, "keel-demo-data")["missing"],
+        json!(["../../../bin/keel-data-tool"])
+    );
+    assert_eq!(dist(&report, "keel-demo-ns-a")["status"], "intact");
+    assert_eq!(dist(&report, "keel-demo-ns-a")["record_error"], Value::Null);
+
+    // The text report names the file and the rule.
+    let output = verify(&venv, &[]);
+    assert_exit(&output, 1);
+    assert_eq!(
+        block(&output, "keel-demo-hello==1.0.0"),
+        [format!(
+            "keel-demo-hello==1.0.0: unusable RECORD: `{}` is malformed: malformed RECORD row on line {lines}: expected 3 fields, found 5",
+            hello_record.display()
+        )]
+    );
+    assert_intact_line(&output, "keel-demo-legacy==0.9");
+    assert_contains(
+        &stderr(&output),
+        ": 2 damaged, 0 interrupted transaction(s)",
     );
 }
 
@@ -885,6 +959,7 @@ fn verify_json_report_has_the_documented_shape() {
                 "missing": [],
                 "modified": [],
                 "unlisted": [],
+                "record_error": null,
             },
             {
                 "name": "keel-demo-hello",
@@ -898,6 +973,7 @@ fn verify_json_report_has_the_documented_shape() {
                     {"path": "keel_demo_hello/sub/__init__.py", "reason": "size"},
                 ],
                 "unlisted": [site.join("keel_demo_hello/dropped.txt")],
+                "record_error": null,
             },
             {
                 "name": "keel-demo-legacy",
@@ -908,6 +984,7 @@ fn verify_json_report_has_the_documented_shape() {
                 "missing": [],
                 "modified": [{"path": "keel_demo_legacy.py", "reason": "not-a-regular-file"}],
                 "unlisted": [],
+                "record_error": null,
             },
             {
                 "name": "keel-demo-ns-a",
@@ -918,6 +995,7 @@ fn verify_json_report_has_the_documented_shape() {
                 "missing": [],
                 "modified": [],
                 "unlisted": [],
+                "record_error": null,
             },
             {
                 "name": "keel-demo-ns-b",
@@ -928,6 +1006,7 @@ fn verify_json_report_has_the_documented_shape() {
                 "missing": [],
                 "modified": [],
                 "unlisted": [],
+                "record_error": null,
             },
         ],
     });

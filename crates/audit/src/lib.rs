@@ -45,6 +45,9 @@ pub enum Status {
     Damaged,
     /// No RECORD: nothing can be checked.
     NoRecord,
+    /// A RECORD that cannot be read or parsed: nothing can be checked
+    /// (`record_error` says why).
+    BadRecord,
 }
 
 /// A listed file whose content is not what RECORD says, or that cannot be
@@ -74,6 +77,8 @@ pub struct DistributionReport {
     pub unlisted: Vec<PathBuf>,
     /// How many listed files were checked.
     pub files: usize,
+    /// Why RECORD could not be used (status `bad-record`; null otherwise).
+    pub record_error: Option<String>,
 }
 
 /// The audit of an environment.
@@ -136,21 +141,22 @@ fn audit_distributions(
     let mut checks = Vec::new();
     let mut claimed: HashSet<PathBuf> = HashSet::new();
     let mut roots: Vec<BTreeSet<PathBuf>> = Vec::with_capacity(dists.len());
+    // A RECORD that cannot be used is that distribution's finding, not the
+    // end of the audit: the others are still checked.
     for dist in all {
-        for row in dist.record()?.unwrap_or_default() {
+        for row in dist.record().ok().flatten().unwrap_or_default() {
             claimed.insert(dist.resolve(&row.path));
         }
     }
     for (index, dist) in dists.iter().enumerate() {
-        let record = dist.record()?;
-        let mut own_roots = BTreeSet::new();
-        let status = if record.is_some() {
-            Status::Intact
-        } else {
-            Status::NoRecord
+        let (status, rows, record_error) = match dist.record() {
+            Ok(Some(rows)) => (Status::Intact, rows, None),
+            Ok(None) => (Status::NoRecord, Vec::new(), None),
+            Err(error) => (Status::BadRecord, Vec::new(), Some(error.to_string())),
         };
+        let mut own_roots = BTreeSet::new();
         let mut files = 0;
-        for row in record.unwrap_or_default() {
+        for row in rows {
             let path = dist.resolve(&row.path);
             // The top-level entry of site-packages this file lives in.
             if let Ok(inside) = path.strip_prefix(env.site_packages())
@@ -181,6 +187,7 @@ fn audit_distributions(
             modified: Vec::new(),
             unlisted: Vec::new(),
             files,
+            record_error,
         });
     }
 
@@ -198,7 +205,7 @@ fn audit_distributions(
     }
 
     for ((report, own_roots), dist) in reports.iter_mut().zip(&roots).zip(dists) {
-        if report.status == Status::NoRecord {
+        if matches!(report.status, Status::NoRecord | Status::BadRecord) {
             continue;
         }
         for root in own_roots {
