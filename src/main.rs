@@ -334,6 +334,7 @@ fn verify(
             "intact": intact,
             "interrupted_transactions": interrupted,
             "distributions": report.distributions,
+            "unowned": report.unowned,
         });
         println!("{value:#}");
     } else if !quiet || !intact {

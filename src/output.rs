@@ -243,6 +243,9 @@ pub fn print_audit(
             }
         }
     }
+    for path in &report.unowned {
+        println!("unowned: {} (no distribution lists it)", path.display());
+    }
     for transaction in interrupted {
         println!(
             "interrupted transaction: {} (run `keel recover`)",
@@ -250,13 +253,17 @@ pub fn print_audit(
         );
     }
     let n = report.distributions.len();
-    let verdict = if damaged == 0 && interrupted.is_empty() {
+    let verdict = if damaged == 0 && interrupted.is_empty() && report.unowned.is_empty() {
         "all intact".to_string()
     } else {
-        format!(
+        let mut verdict = format!(
             "{damaged} damaged, {} interrupted transaction(s)",
             interrupted.len()
-        )
+        );
+        if !report.unowned.is_empty() {
+            verdict.push_str(&format!(", {} unowned", report.unowned.len()));
+        }
+        verdict
     };
     eprintln!(
         "Verified {n} {} ({files} files) in {}: {verdict}",

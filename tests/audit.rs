@@ -151,7 +151,8 @@ fn assert_report_shape(report: &Value) {
             "distributions",
             "environment",
             "intact",
-            "interrupted_transactions"
+            "interrupted_transactions",
+            "unowned"
         ],
         "{report:#}"
     );
@@ -165,6 +166,7 @@ fn assert_report_shape(report: &Value) {
             .all(Value::is_string)
     };
     assert!(strings(&report["interrupted_transactions"]), "{report:#}");
+    assert!(strings(&report["unowned"]), "{report:#}");
     let distributions = report["distributions"].as_array().expect("an array");
     for dist in distributions {
         assert_eq!(
@@ -228,9 +230,9 @@ fn assert_report_shape(report: &Value) {
     sorted.sort();
     assert_eq!(names, sorted, "distributions are sorted by name");
     let all_intact = distributions.iter().all(|d| d["status"] == "intact")
-        && report["interrupted_transactions"]
-            .as_array()
-            .is_some_and(Vec::is_empty);
+        && ["interrupted_transactions", "unowned"]
+            .iter()
+            .all(|key| report[key].as_array().is_some_and(Vec::is_empty));
     assert_eq!(report["intact"], all_intact, "{report:#}");
 }
 
@@ -648,6 +650,66 @@ fn verify_reports_a_file_dropped_into_a_package_as_unlisted() {
 }
 
 #[test]
+fn verify_reports_a_pth_file_or_module_dropped_into_site_packages_as_unowned() {
+    let (_sandbox, venv) = installed(&SIDE_BY_SIDE);
+    compile_everything(&venv);
+    let site = site_packages(&venv);
+    // Bytecode of a listed top-level module is its module's.
+    let top_level_bytecode = fs_err::read_dir(site.join("__pycache__"))
+        .expect("site-packages/__pycache__")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("keel_demo_legacy."))
+        .count();
+    assert!(top_level_bytecode > 0, "nothing compiled at the top level");
+    assert_exit(&verify(&venv, &[]), 0);
+
+    // What a supply-chain attack or a stray copy leaves at the top: code that
+    // runs at every interpreter start, belonging to no distribution.
+    let dropped = [
+        site.join("zz-startup-hook.pth"),
+        site.join("sitecustomize.py"),
+        site.join("stray_package"),
+        site.join("__pycache__/sitecustomize.cpython-311.pyc"),
+    ];
+    fs_err::write(&dropped[0], "import os; os.system('true')\n").expect("write");
+    fs_err::write(&dropped[1], "x = 1\n").expect("write");
+    fs_err::create_dir(&dropped[2]).expect("mkdir");
+    fs_err::write(dropped[2].join("__init__.py"), "").expect("write");
+    fs_err::write(&dropped[3], b"\x00").expect("write");
+
+    let output = verify(&venv, &[]);
+    assert_exit(&output, 1);
+    for dist in SIDE_BY_SIDE_DISTS {
+        assert_intact_line(&output, dist);
+    }
+    let mut expected = dropped.to_vec();
+    expected.sort();
+    let lines: Vec<String> = stdout(&output)
+        .lines()
+        .filter(|l| l.starts_with("unowned: "))
+        .map(str::to_string)
+        .collect();
+    let want: Vec<String> = expected
+        .iter()
+        .map(|p| format!("unowned: {} (no distribution lists it)", p.display()))
+        .collect();
+    assert_eq!(lines, want);
+    assert_contains(
+        &stderr(&output),
+        ": 0 damaged, 0 interrupted transaction(s), 4 unowned",
+    );
+    let (output, report) = verify_json(&venv, &[]);
+    assert_exit(&output, 1);
+    assert_eq!(report["intact"], false);
+    assert_eq!(report["unowned"], json!(expected));
+
+    // Asked about one distribution, keel answers about that one only.
+    let (output, report) = verify_json(&venv, &["keel-demo-hello"]);
+    assert_exit(&output, 0);
+    assert_eq!(report["unowned"], json!([]));
+}
+
+#[test]
 fn verify_judges_unlisted_files_against_every_record() {
     // keel_demo_ns/ is shared: a.py is ns-a's, b.py is ns-b's. Neither is
     // unlisted for the other, even when only one is verified.
@@ -1009,6 +1071,8 @@ fn verify_json_report_has_the_documented_shape() {
                 "record_error": null,
             },
         ],
+        // Without RECORD, keel-demo-data's own files belong to nothing.
+        "unowned": [site.join("keel_demo_data"), site.join("keel_demo_data_extra.py")],
     });
     assert_eq!(
         report, expected,

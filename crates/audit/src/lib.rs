@@ -86,13 +86,20 @@ pub struct DistributionReport {
 pub struct Report {
     pub environment: PathBuf,
     pub distributions: Vec<DistributionReport>,
+    /// Top-level entries of site-packages that no distribution owns: a
+    /// `.pth` file or module dropped there runs or imports with every
+    /// interpreter start, yet belongs to nothing that could be checked.
+    /// Looked for only when every distribution is audited.
+    pub unowned: Vec<PathBuf>,
 }
 
 impl Report {
     pub fn is_intact(&self) -> bool {
-        self.distributions
-            .iter()
-            .all(|d| d.status == Status::Intact)
+        self.unowned.is_empty()
+            && self
+                .distributions
+                .iter()
+                .all(|d| d.status == Status::Intact)
     }
 }
 
@@ -126,16 +133,17 @@ pub fn audit(env: &Environment, names: &[String]) -> Result<Report, Error> {
         // Unlisted files are judged against every RECORD, so read them all.
         let all = dists.clone();
         dists.retain(|d| wanted.contains(&d.name));
-        return audit_distributions(env, &dists, &all);
+        return audit_distributions(env, &dists, &all, false);
     }
     let all = dists.clone();
-    audit_distributions(env, &dists, &all)
+    audit_distributions(env, &dists, &all, true)
 }
 
 fn audit_distributions(
     env: &Environment,
     dists: &[InstalledDistribution],
     all: &[InstalledDistribution],
+    look_for_unowned: bool,
 ) -> Result<Report, Error> {
     let mut reports = Vec::with_capacity(dists.len());
     let mut checks = Vec::new();
@@ -246,10 +254,65 @@ fn audit_distributions(
         report.missing.sort();
         report.modified.sort_by(|a, b| a.path.cmp(&b.path));
     }
+    let unowned = if look_for_unowned {
+        unowned_entries(env, &claimed)?
+    } else {
+        Vec::new()
+    };
     Ok(Report {
         environment: env.root().to_path_buf(),
         distributions: reports,
+        unowned,
     })
+}
+
+/// The entries directly in site-packages that no RECORD claims: a file (or
+/// symlink) not listed, a directory under which nothing is listed, a
+/// `__pycache__` file that is not bytecode of a listed module. A
+/// `.dist-info` directory is a distribution, reported as one (even without
+/// RECORD); everything else that an installer leaves is listed in a RECORD
+/// (*Recording installed projects § The RECORD file*), `.pth` files
+/// included.
+fn unowned_entries(env: &Environment, claimed: &HashSet<PathBuf>) -> Result<Vec<PathBuf>, Error> {
+    let site = env.site_packages();
+    // Every directory that holds a claimed path, down from site-packages.
+    let mut holding: HashSet<&Path> = HashSet::new();
+    for path in claimed {
+        for ancestor in path.ancestors().skip(1) {
+            if ancestor == site || !holding.insert(ancestor) {
+                break;
+            }
+        }
+    }
+    let mut unowned = Vec::new();
+    for entry in fs_err::read_dir(site)? {
+        let entry = entry?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let is_dir = entry.file_type()?.is_dir();
+        if is_dir && name == "__pycache__" {
+            // Bytecode of top-level modules is theirs; the rest is nobody's.
+            match fs_err::read_dir(&path) {
+                Ok(files) => {
+                    for file in files {
+                        let file = file?.path();
+                        if !claimed.contains(&file) && !is_bytecode_of_claimed(&file, claimed) {
+                            unowned.push(file);
+                        }
+                    }
+                }
+                // What cannot be listed cannot be shown to be bytecode.
+                Err(_) => unowned.push(path),
+            }
+            continue;
+        }
+        let is_distribution = is_dir && name.to_string_lossy().ends_with(".dist-info");
+        if !is_distribution && !claimed.contains(&path) && !holding.contains(path.as_path()) {
+            unowned.push(path);
+        }
+    }
+    unowned.sort();
+    Ok(unowned)
 }
 
 enum Finding {
