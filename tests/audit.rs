@@ -205,8 +205,14 @@ fn assert_report_shape(report: &Value) {
             assert_eq!(keys(modified), ["path", "reason"], "{dist:#}");
             assert!(modified["path"].is_string(), "{dist:#}");
             assert!(
-                ["size", "hash", "not-a-regular-file", "unreadable"]
-                    .contains(&modified["reason"].as_str().expect("reason")),
+                [
+                    "size",
+                    "hash",
+                    "not-a-regular-file",
+                    "symlinked-directory",
+                    "unreadable"
+                ]
+                .contains(&modified["reason"].as_str().expect("reason")),
                 "{dist:#}"
             );
         }
@@ -787,6 +793,49 @@ fn verify_reports_a_file_replaced_by_a_directory_or_symlink_as_not_a_regular_fil
         json!([{"path": "../../../bin/keel-data-sh", "reason": "not-a-regular-file"}])
     );
     assert_eq!(dist(&report, "keel-demo-ns-a")["missing"], json!([]));
+}
+
+#[test]
+fn verify_reports_a_package_directory_replaced_by_a_symlink_to_an_identical_copy() {
+    let (sandbox, venv) = installed(&SIDE_BY_SIDE);
+    let site = site_packages(&venv);
+    // Byte-identical copies elsewhere: following the links would find every
+    // hash right, yet what runs is no longer what was installed here.
+    let elsewhere = sandbox.path().join("elsewhere");
+    for dir in ["keel_demo_hello/sub", "keel_demo_many"] {
+        let copy = elsewhere.join(dir);
+        fs_err::create_dir_all(copy.parent().expect("parent")).expect("mkdir");
+        assert_success(&run(Command::new("cp")
+            .arg("-a")
+            .arg(site.join(dir))
+            .arg(&copy)));
+        fs_err::remove_dir_all(site.join(dir)).expect("rm -r");
+        fs_err::os::unix::fs::symlink(&copy, site.join(dir)).expect("symlink");
+    }
+
+    let output = verify(&venv, &[]);
+    assert_exit(&output, 1);
+    assert_damaged(
+        &output,
+        "keel-demo-hello==1.0.0",
+        &["  modified (symlinked-directory): keel_demo_hello/sub".to_string()],
+    );
+    assert_damaged(
+        &output,
+        "keel-demo-many==1.0.0",
+        &["  modified (symlinked-directory): keel_demo_many".to_string()],
+    );
+    assert_intact_line(&output, "keel-demo-data==0.3.0");
+
+    let (_, report) = verify_json(&venv, &[]);
+    let hello = dist(&report, "keel-demo-hello");
+    assert_eq!(
+        hello["modified"],
+        json!([{"path": "keel_demo_hello/sub", "reason": "symlinked-directory"}])
+    );
+    assert_eq!(hello["missing"], json!([]));
+    assert_eq!(hello["unlisted"], json!([]));
+    assert_eq!(report["unowned"], json!([]));
 }
 
 #[test]

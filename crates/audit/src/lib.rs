@@ -58,7 +58,9 @@ pub struct Modified {
     /// The path as RECORD spells it (a directory: relative to the directory
     /// holding `.dist-info`, `/`-separated, as RECORD would spell it).
     pub path: String,
-    /// `size`, `hash`, `not-a-regular-file`, or `unreadable`.
+    /// `size`, `hash`, `not-a-regular-file`, `symlinked-directory` (a
+    /// directory of the distribution replaced by a symbolic link), or
+    /// `unreadable`.
     pub reason: &'static str,
 }
 
@@ -199,10 +201,32 @@ fn audit_distributions(
         });
     }
 
-    let findings: Vec<(usize, Finding)> = checks
-        .par_iter()
-        .filter_map(|check| check_file(check).map(|finding| (check.dist, finding)))
-        .collect();
+    // A directory on the way to listed files that is now a symbolic link
+    // points them elsewhere: whatever is found there, it is not what was
+    // installed here. Reported once per distribution; its files unchecked.
+    let symlinked = symlinked_directories(env.root(), &checks);
+    let mut findings: Vec<(usize, Finding)> = Vec::new();
+    let mut reported: HashSet<(usize, &Path)> = HashSet::new();
+    checks.retain(|check| {
+        let Some(dir) = check.path.ancestors().find_map(|a| symlinked.get(a)) else {
+            return true;
+        };
+        if reported.insert((check.dist, dir.as_path())) {
+            findings.push((
+                check.dist,
+                Finding::Modified(Modified {
+                    path: record_spelling(&dists[check.dist], dir),
+                    reason: "symlinked-directory",
+                }),
+            ));
+        }
+        false
+    });
+    findings.par_extend(
+        checks
+            .par_iter()
+            .filter_map(|check| check_file(check).map(|finding| (check.dist, finding))),
+    );
     for (dist, finding) in findings {
         let report = &mut reports[dist];
         report.status = Status::Damaged;
@@ -217,6 +241,9 @@ fn audit_distributions(
             continue;
         }
         for root in own_roots {
+            if symlinked.contains(root) {
+                continue;
+            }
             for entry in walkdir::WalkDir::new(root)
                 .follow_links(false)
                 .sort_by_file_name()
@@ -240,10 +267,11 @@ fn audit_distributions(
                         continue;
                     }
                 };
-                if entry.file_type().is_dir() {
+                let path = entry.path();
+                // A directory (or one made a link: reported above) is no file.
+                if entry.file_type().is_dir() || symlinked.contains(path) {
                     continue;
                 }
-                let path = entry.path();
                 if claimed.contains(path) || is_bytecode_of_claimed(path, &claimed) {
                     continue;
                 }
@@ -313,6 +341,23 @@ fn unowned_entries(env: &Environment, claimed: &HashSet<PathBuf>) -> Result<Vec<
     }
     unowned.sort();
     Ok(unowned)
+}
+
+/// The directories strictly inside `root` on the way to a checked file that
+/// are symbolic links (one `lstat` per directory).
+fn symlinked_directories(root: &Path, checks: &[Check]) -> HashSet<PathBuf> {
+    let mut seen: HashSet<&Path> = HashSet::new();
+    for check in checks {
+        for dir in check.path.ancestors().skip(1) {
+            if dir == root || !dir.starts_with(root) || !seen.insert(dir) {
+                break;
+            }
+        }
+    }
+    seen.into_iter()
+        .filter(|dir| fs_err::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()))
+        .map(Path::to_path_buf)
+        .collect()
 }
 
 enum Finding {
