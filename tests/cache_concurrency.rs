@@ -271,7 +271,24 @@ impl Drop for SetOnDrop<'_> {
 struct Holder {
     flock: Proc,
     command_pid: u32,
+    /// When the command was seen to run: the lock was taken no later.
+    locked_seen: Instant,
+    seconds: u64,
 }
+
+/// A holder that let go of its lock.
+struct Released {
+    /// When its end was noticed (by polling: a little after it let go).
+    ended: Instant,
+    /// A time before which the lock was certainly still held: the `sleep`
+    /// ran `seconds` from just before it was seen to run. Comparing other
+    /// processes' end times with this, not with `ended`, proves they waited
+    /// without racing the polling of two watchers.
+    held_until_at_least: Instant,
+}
+
+/// How late the holder's command may be seen to run after it started.
+const SEEN_LATE_BY_AT_MOST: Duration = Duration::from_millis(250);
 
 fn hold(sandbox: &Sandbox, label: &str, flags: &[&str], path: &Path, seconds: u64) -> Holder {
     let mut command = Command::new("flock");
@@ -307,7 +324,12 @@ fn hold(sandbox: &Sandbox, label: &str, flags: &[&str], path: &Path, seconds: u6
         );
         std::thread::sleep(Duration::from_millis(5));
     };
-    Holder { flock, command_pid }
+    Holder {
+        flock,
+        command_pid,
+        locked_seen: Instant::now(),
+        seconds,
+    }
 }
 
 impl Holder {
@@ -322,10 +344,14 @@ impl Holder {
 
     /// Waits for the holder to end (its `sleep` ran out).
     #[track_caller]
-    fn finish(self) -> Finished {
+    fn finish(self) -> Released {
         let done = self.flock.finish();
         done.assert_success();
-        done
+        Released {
+            ended: done.ended,
+            held_until_at_least: self.locked_seen + Duration::from_secs(self.seconds)
+                - SEEN_LATE_BY_AT_MOST,
+        }
     }
 }
 
@@ -778,10 +804,11 @@ fn cache_clean_waits_for_a_shared_flock_on_the_cache_lock_and_says_so() {
         clean.describe()
     );
     assert!(
-        clean.ended >= held.ended && clean.took() >= Duration::from_secs(2),
+        clean.ended >= held.held_until_at_least && clean.took() >= Duration::from_secs(2),
         "clean took {:?} and ended {:?} before the lock's holder: it did not wait",
         clean.took(),
-        held.ended.saturating_duration_since(clean.ended)
+        held.held_until_at_least
+            .saturating_duration_since(clean.ended)
     );
     assert!(
         !sandbox.cache.exists(),
@@ -816,7 +843,10 @@ fn an_install_waits_for_an_exclusive_flock_on_the_cache_lock_and_says_so() {
         "{}",
         install.describe()
     );
-    assert!(install.ended >= held.ended, "the install did not wait");
+    assert!(
+        install.ended >= held.held_until_at_least,
+        "the install did not wait"
+    );
     assert_verified(&venv, wheels.len());
     assert_imports(&venv, &wheels, &[]);
     assert_one_archive_per_wheel(&sandbox.cache, &wheels);
@@ -845,7 +875,10 @@ fn an_unpack_waits_for_a_flock_on_its_distribution_directory_and_says_so() {
         "{}",
         install.describe()
     );
-    assert!(install.ended >= held.ended, "the install did not wait");
+    assert!(
+        install.ended >= held.held_until_at_least,
+        "the install did not wait"
+    );
     assert_eq!(install.unpacked(), wheels.len(), "{}", install.describe());
     assert_one_archive_per_wheel(&sandbox.cache, &wheels);
     assert_verified(&venv, wheels.len());
@@ -909,11 +942,11 @@ fn a_cache_lock_file_removed_while_an_install_waits_is_locked_afresh() {
     let held = holder.finish();
     let install = install.finish();
     install.assert_success();
-    assert!(install.ended >= held.ended);
+    assert!(install.ended >= held.held_until_at_least);
+    let after = install.ended.saturating_duration_since(held.ended);
     assert!(
-        install.ended - held.ended < Duration::from_secs(10),
-        "the install took {:?} after the lock was released",
-        install.ended - held.ended
+        after < Duration::from_secs(10),
+        "the install took {after:?} after the lock was released"
     );
     assert!(lock.is_file(), "the install locks a new `.lock`");
     assert_verified(&venvs[0], 1);
@@ -934,7 +967,9 @@ fn a_cache_lock_file_removed_while_an_install_waits_is_locked_afresh() {
     let second = second.finish();
     let install = install.finish();
     install.assert_success();
-    assert!(install.ended >= first.ended && install.ended >= second.ended);
+    assert!(
+        install.ended >= first.held_until_at_least && install.ended >= second.held_until_at_least
+    );
     assert_verified(&venvs[1], 1);
 }
 
@@ -974,13 +1009,13 @@ fn a_cache_lock_file_aged_out_by_tmpwatch_while_an_install_holds_it_still_makes_
     prune.assert_success();
     install.assert_success();
     // The install held the cache lock until after the turn holder let go
-    // (it still had to unpack then); the end times are only known to the
-    // polling interval, so that is what prune must outlast.
+    // (it still had to unpack then), so prune must outlast the turn lock.
     assert!(
-        prune.ended >= held.ended && prune.said(CLEAN_WAITS),
+        prune.ended >= held.held_until_at_least && prune.said(CLEAN_WAITS),
         "prune ran beside a running install (it ended {:?} before the install did, {:?} before the install's unpack could even start) once tmpwatch had removed the `.lock` the install held\nprune: {}",
         install.ended.saturating_duration_since(prune.ended),
-        held.ended.saturating_duration_since(prune.ended),
+        held.held_until_at_least
+            .saturating_duration_since(prune.ended),
         prune.describe()
     );
     assert_verified(&venvs[1], 1);
@@ -1015,7 +1050,7 @@ fn an_install_started_while_cache_clean_waits_for_running_installs_waits_for_the
     clean.assert_success();
     install.assert_success();
     assert!(
-        clean.ended >= held.ended,
+        clean.ended >= held.held_until_at_least,
         "clean did not wait for the running install"
     );
     assert!(
