@@ -669,8 +669,16 @@ fn two_installs_into_one_environment_take_turns() {
     let logs = [sandbox.path().join("a.log"), sandbox.path().join("b.log")];
     let first = spawn_install(&sandbox, &venv, &[MANY, HELLO_V1], &logs[0]);
     let second = spawn_install(&sandbox, &venv, &[DATA, NS_A], &logs[1]);
-    std::thread::sleep(Duration::from_millis(300));
     let mut children = [first, second];
+    // Each says that it waits (however loaded the machine), and then does.
+    for log in &logs {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !fs_err::read_to_string(log).unwrap().contains(WAITING) {
+            assert!(Instant::now() < deadline, "no `{WAITING}` in {log:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
     for (child, log) in children.iter_mut().zip(&logs) {
         assert!(
             child.try_wait().unwrap().is_none(),
