@@ -116,77 +116,84 @@ struct Check {
 
 /// Audits the distributions named (all when `names` is empty).
 pub fn audit(env: &Environment, names: &[String]) -> Result<Report, Error> {
-    let mut dists = env.installed()?;
-    if !names.is_empty() {
-        let wanted: HashSet<String> = names.iter().map(|n| normalize_name(n)).collect();
-        // Named as the user spelled them, in their order, each once.
-        let mut unknown: Vec<String> = Vec::new();
-        for name in names {
-            let normalized = normalize_name(name);
-            if !dists.iter().any(|d| d.name == normalized)
-                && !unknown.iter().any(|u| normalize_name(u) == normalized)
-            {
-                unknown.push(name.clone());
-            }
-        }
-        if !unknown.is_empty() {
-            return Err(Error::NotInstalled { names: unknown });
-        }
-        // Unlisted files are judged against every RECORD, so read them all.
-        let all = dists.clone();
-        dists.retain(|d| wanted.contains(&d.name));
-        return audit_distributions(env, &dists, &all, false);
+    let all = env.installed()?;
+    if names.is_empty() {
+        return audit_distributions(env, &all, None);
     }
-    let all = dists.clone();
-    audit_distributions(env, &dists, &all, true)
+    let wanted: HashSet<String> = names.iter().map(|n| normalize_name(n)).collect();
+    // Named as the user spelled them, in their order, each once.
+    let mut unknown: Vec<String> = Vec::new();
+    for name in names {
+        let normalized = normalize_name(name);
+        if !all.iter().any(|d| d.name == normalized)
+            && !unknown.iter().any(|u| normalize_name(u) == normalized)
+        {
+            unknown.push(name.clone());
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(Error::NotInstalled { names: unknown });
+    }
+    audit_distributions(env, &all, Some(&wanted))
 }
 
+/// Audits those of `all` that are `wanted` (every one when `None`; only then
+/// are unowned entries looked for). Unlisted files are judged against every
+/// RECORD, so all of them are read, each once.
 fn audit_distributions(
     env: &Environment,
-    dists: &[InstalledDistribution],
     all: &[InstalledDistribution],
-    look_for_unowned: bool,
+    wanted: Option<&HashSet<String>>,
 ) -> Result<Report, Error> {
-    let mut reports = Vec::with_capacity(dists.len());
+    let site = env.site_packages();
+    let mut dists: Vec<&InstalledDistribution> = Vec::new();
+    let mut reports = Vec::new();
     let mut checks = Vec::new();
     let mut claimed: HashSet<PathBuf> = HashSet::new();
-    let mut roots: Vec<BTreeSet<PathBuf>> = Vec::with_capacity(dists.len());
-    // A RECORD that cannot be used is that distribution's finding, not the
-    // end of the audit: the others are still checked.
+    // The top-level entries of site-packages that hold a claimed path.
+    let mut owned_tops: HashSet<PathBuf> = HashSet::new();
+    let mut roots: Vec<BTreeSet<PathBuf>> = Vec::new();
     for dist in all {
-        for row in dist.record().ok().flatten().unwrap_or_default() {
-            claimed.insert(dist.resolve(&row.path));
-        }
-    }
-    for (index, dist) in dists.iter().enumerate() {
+        // A RECORD that cannot be used is that distribution's finding, not
+        // the end of the audit: the others are still checked.
         let (status, rows, record_error) = match dist.record() {
             Ok(Some(rows)) => (Status::Intact, rows, None),
             Ok(None) => (Status::NoRecord, Vec::new(), None),
             Err(error) => (Status::BadRecord, Vec::new(), Some(error.to_string())),
         };
+        let audited = wanted.is_none_or(|wanted| wanted.contains(&dist.name));
         let mut own_roots = BTreeSet::new();
         let mut files = 0;
         for row in rows {
             let path = dist.resolve(&row.path);
             // The top-level entry of site-packages this file lives in.
-            if let Ok(inside) = path.strip_prefix(env.site_packages())
+            if let Ok(inside) = path.strip_prefix(site)
                 && let Some(first) = inside.components().next()
             {
-                own_roots.insert(env.site_packages().join(first));
+                let top = site.join(first);
+                if audited {
+                    own_roots.insert(top.clone());
+                }
+                owned_tops.insert(top);
             }
+            claimed.insert(path.clone());
             // RECORD cannot hold its own hash; that it exists was just read.
-            if path == dist.record_path() {
+            if !audited || path == dist.record_path() {
                 continue;
             }
             files += 1;
             checks.push(Check {
-                dist: index,
+                dist: reports.len(),
                 record_path: row.path,
                 path,
                 hash: row.hash,
                 size: row.size,
             });
         }
+        if !audited {
+            continue;
+        }
+        dists.push(dist);
         roots.push(own_roots);
         reports.push(DistributionReport {
             name: dist.name.clone(),
@@ -215,7 +222,7 @@ fn audit_distributions(
             findings.push((
                 check.dist,
                 Finding::Modified(Modified {
-                    path: record_spelling(&dists[check.dist], dir),
+                    path: record_spelling(dists[check.dist], dir),
                     reason: "symlinked-directory",
                 }),
             ));
@@ -282,8 +289,8 @@ fn audit_distributions(
         report.missing.sort();
         report.modified.sort_by(|a, b| a.path.cmp(&b.path));
     }
-    let unowned = if look_for_unowned {
-        unowned_entries(env, &claimed)?
+    let unowned = if wanted.is_none() {
+        unowned_entries(site, &claimed, &owned_tops)?
     } else {
         Vec::new()
     };
@@ -301,17 +308,11 @@ fn audit_distributions(
 /// RECORD); everything else that an installer leaves is listed in a RECORD
 /// (*Recording installed projects § The RECORD file*), `.pth` files
 /// included.
-fn unowned_entries(env: &Environment, claimed: &HashSet<PathBuf>) -> Result<Vec<PathBuf>, Error> {
-    let site = env.site_packages();
-    // Every directory that holds a claimed path, down from site-packages.
-    let mut holding: HashSet<&Path> = HashSet::new();
-    for path in claimed {
-        for ancestor in path.ancestors().skip(1) {
-            if ancestor == site || !holding.insert(ancestor) {
-                break;
-            }
-        }
-    }
+fn unowned_entries(
+    site: &Path,
+    claimed: &HashSet<PathBuf>,
+    owned_tops: &HashSet<PathBuf>,
+) -> Result<Vec<PathBuf>, Error> {
     let mut unowned = Vec::new();
     for entry in fs_err::read_dir(site)? {
         let entry = entry?;
@@ -335,7 +336,7 @@ fn unowned_entries(env: &Environment, claimed: &HashSet<PathBuf>) -> Result<Vec<
             continue;
         }
         let is_distribution = is_dir && name.to_string_lossy().ends_with(".dist-info");
-        if !is_distribution && !claimed.contains(&path) && !holding.contains(path.as_path()) {
+        if !is_distribution && !owned_tops.contains(&path) {
             unowned.push(path);
         }
     }
