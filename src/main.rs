@@ -293,13 +293,7 @@ fn cache(command: &CacheCommand, quiet: bool) -> Result<ExitCode, CliError> {
             let cache = keel_cache::Cache::at(&cache.resolve()?)?;
             let report = cache.verify(*repair)?;
             if *json {
-                let value = serde_json::json!({
-                    "cache": report.cache,
-                    "healthy": report.is_healthy(),
-                    "archives": report.archives,
-                    "unreferenced": report.unreferenced,
-                });
-                println!("{value:#}");
+                output::print_json(&output::CacheVerifyJson::new(&report));
             } else if !quiet || !report.is_healthy() {
                 output::print_cache_verify(&report, start.elapsed());
             }
@@ -329,14 +323,13 @@ fn verify(
     let interrupted = keel_installer::interrupted_transactions(venv)?;
     let intact = report.is_intact() && interrupted.is_empty();
     if json {
-        let value = serde_json::json!({
-            "environment": report.environment,
-            "intact": intact,
-            "interrupted_transactions": interrupted,
-            "distributions": report.distributions,
-            "unowned": report.unowned,
+        output::print_json(&output::VerifyJson {
+            environment: &report.environment,
+            intact,
+            interrupted_transactions: &interrupted,
+            distributions: &report.distributions,
+            unowned: &report.unowned,
         });
-        println!("{value:#}");
     } else if !quiet || !intact {
         output::print_audit(&report, &interrupted, start.elapsed());
     }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use keel_installer::{InstallReport, Reporter, UninstallReport};
+use keel_installer::{InstallReport, NameVersion, Reporter, UninstallReport};
+use keel_wheel::{PackageName, Version};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -145,21 +146,19 @@ pub fn print_report(report: &InstallReport, elapsed: Duration) {
             format_duration(elapsed)
         );
     }
-    let mut lines: Vec<(String, char, String)> = Vec::new();
+    let mut lines: Vec<(&PackageName, char, &Version)> = Vec::new();
     for dist in &report.installed {
         match &dist.replaced {
-            Some(old) if *old == dist.version => {
-                lines.push((dist.name.clone(), '~', dist.version.clone()))
-            }
+            Some(old) if *old == dist.version => lines.push((&dist.name, '~', &dist.version)),
             Some(old) => {
-                lines.push((dist.name.clone(), '-', old.clone()));
-                lines.push((dist.name.clone(), '+', dist.version.clone()));
+                lines.push((&dist.name, '-', old));
+                lines.push((&dist.name, '+', &dist.version));
             }
-            None => lines.push((dist.name.clone(), '+', dist.version.clone())),
+            None => lines.push((&dist.name, '+', &dist.version)),
         }
     }
-    for (name, version) in &report.removed {
-        lines.push((name.clone(), '-', version.clone()));
+    for removed in &report.removed {
+        lines.push((&removed.name, '-', &removed.version));
     }
     lines.sort_by(|a, b| a.0.cmp(&b.0));
     for (name, sign, version) in lines {
@@ -169,7 +168,7 @@ pub fn print_report(report: &InstallReport, elapsed: Duration) {
         let already: Vec<String> = report
             .unchanged
             .iter()
-            .map(|(n, v)| format!("{n}=={v}"))
+            .map(|d| format!("{}=={}", d.name, d.version))
             .collect();
         eprintln!("Already installed: {}", already.join(", "));
     }
@@ -186,10 +185,10 @@ pub fn print_uninstall(report: &UninstallReport, elapsed: Duration) {
         plural(n),
         format_duration(elapsed)
     );
-    let mut removed = report.removed.clone();
-    removed.sort();
-    for (name, version) in removed {
-        eprintln!(" - {name}=={version}");
+    let mut removed: Vec<&NameVersion> = report.removed.iter().collect();
+    removed.sort_by(|a, b| a.name.cmp(&b.name).then(a.version.cmp(&b.version)));
+    for dist in removed {
+        eprintln!(" - {}=={}", dist.name, dist.version);
     }
 }
 
@@ -477,4 +476,43 @@ pub fn print_size(size: &keel_cache::Removed, root: &std::path::Path) {
         thousands(size.files),
         root.display()
     );
+}
+
+/// `keel verify --json`: the audit, and the transactions a killed keel
+/// left behind.
+#[derive(serde::Serialize)]
+pub struct VerifyJson<'a> {
+    pub environment: &'a std::path::Path,
+    pub intact: bool,
+    pub interrupted_transactions: &'a [std::path::PathBuf],
+    pub distributions: &'a [keel_audit::DistributionReport],
+    pub unowned: &'a [std::path::PathBuf],
+}
+
+/// `keel cache verify --json`.
+#[derive(serde::Serialize)]
+pub struct CacheVerifyJson<'a> {
+    pub cache: &'a std::path::Path,
+    pub healthy: bool,
+    pub archives: &'a [keel_cache::maintenance::ArchiveReport],
+    pub unreferenced: &'a [String],
+}
+
+impl<'a> CacheVerifyJson<'a> {
+    pub fn new(report: &'a keel_cache::maintenance::VerifyReport) -> Self {
+        CacheVerifyJson {
+            cache: &report.cache,
+            healthy: report.is_healthy(),
+            archives: &report.archives,
+            unreferenced: &report.unreferenced,
+        }
+    }
+}
+
+/// Prints a report as indented JSON on stdout.
+pub fn print_json(value: &impl serde::Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("error: cannot write the JSON report: {e}"),
+    }
 }

@@ -63,7 +63,7 @@ fn cold_cache_report_lists_the_installed_wheels_as_unpacked() {
     let mut installed: Vec<(String, String)> = report
         .installed
         .iter()
-        .map(|w| (w.name.clone(), w.version.clone()))
+        .map(|w| (w.name.to_string(), w.version.to_string()))
         .collect();
     installed.sort();
     assert_eq!(
@@ -191,9 +191,9 @@ fn reinstall_report_says_what_it_replaced() {
     assert_eq!(
         report.installed,
         [InstalledWheel {
-            name: "keel-demo-hello".into(),
-            version: "1.0.0".into(),
-            replaced: Some("1.0.0".into()),
+            name: keel_wheel::PackageName::new("keel-demo-hello"),
+            version: "1.0.0".parse().unwrap(),
+            replaced: Some("1.0.0".parse().unwrap()),
             wheel: report.installed[0].wheel.clone(),
         }]
     );
@@ -211,8 +211,14 @@ fn upgrade_report_says_which_version_was_replaced() {
     let report =
         install_into(&sandbox, &venv, &[sandbox.wheel(bundled::HELLO_V2)], |_| {}).unwrap();
     assert_eq!(report.installed.len(), 1);
-    assert_eq!(report.installed[0].version, "2.0.0");
-    assert_eq!(report.installed[0].replaced.as_deref(), Some("1.0.0"));
+    assert_eq!(report.installed[0].version.to_string(), "2.0.0");
+    assert_eq!(
+        report.installed[0]
+            .replaced
+            .as_ref()
+            .map(ToString::to_string),
+        Some("1.0.0".to_string())
+    );
     assert_eq!(report.unpacked, [bundled::HELLO_V2]);
     assert_environment_matches_record(&venv);
 }
@@ -228,7 +234,7 @@ fn already_installed_version_is_reported_unchanged_and_not_touched() {
     let report = install_into(&sandbox, &venv, &wheels, |_| {}).unwrap();
     assert!(report.installed.is_empty(), "{report:?}");
     assert_eq!(
-        report.unchanged,
+        unchanged(&report),
         [("keel-demo-hello".to_owned(), "1.0.0".to_owned())]
     );
     assert!(report.unpacked.is_empty() && report.reused.is_empty());
@@ -243,7 +249,7 @@ fn already_installed_version_is_reported_unchanged_and_not_touched() {
     let report = install_into(&sandbox, &venv, &legacy, |_| {}).unwrap();
     assert!(report.installed.is_empty(), "{report:?}");
     assert_eq!(
-        report.unchanged,
+        unchanged(&report),
         [("keel-demo-legacy".to_owned(), "0.9".to_owned())]
     );
     assert_environment_matches_record(&venv);
@@ -375,4 +381,13 @@ fn missing_wheel_error_names_it() {
     let error = install_into(&sandbox, &venv, std::slice::from_ref(&missing), |_| {}).unwrap_err();
     let text = chain(&error);
     assert!(text.contains(&missing.display().to_string()), "{text}");
+}
+
+/// `(name, version)` of each distribution the report left unchanged.
+fn unchanged(report: &keel_installer::InstallReport) -> Vec<(String, String)> {
+    report
+        .unchanged
+        .iter()
+        .map(|d| (d.name.to_string(), d.version.to_string()))
+        .collect()
 }

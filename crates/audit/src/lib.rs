@@ -8,11 +8,10 @@
 //! lists. It reads nothing but the environment, and hashes on every core.
 
 use std::collections::{BTreeSet, HashSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use keel_venv::{Environment, InstalledDistribution};
-use keel_wheel::{Hasher, RecordHash, normalize_name};
+use keel_venv::{Environment, InstalledDistribution, InstalledIndex};
+use keel_wheel::{FileProblem, PackageName, RecordHash, Version};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -61,15 +60,19 @@ pub struct Modified {
     /// `size`, `hash`, `not-a-regular-file`, `symlinked-directory` (a
     /// directory of the distribution replaced by a symbolic link), or
     /// `unreadable`.
-    pub reason: &'static str,
+    pub reason: FileProblem,
 }
 
 /// The audit of one distribution.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DistributionReport {
-    pub name: String,
-    pub version: String,
+    /// Normalized name.
+    pub name: PackageName,
+    /// The version its `.dist-info` names.
+    pub version: Version,
+    /// Its `.dist-info` directory.
     pub dist_info: PathBuf,
+    /// Intact, damaged, or uncheckable.
     pub status: Status,
     /// Listed files that do not exist.
     pub missing: Vec<String>,
@@ -86,7 +89,9 @@ pub struct DistributionReport {
 /// The audit of an environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
+    /// The environment's root.
     pub environment: PathBuf,
+    /// One report per audited distribution, by name.
     pub distributions: Vec<DistributionReport>,
     /// Top-level entries of site-packages that no distribution owns: a
     /// `.pth` file or module dropped there runs or imports with every
@@ -96,6 +101,7 @@ pub struct Report {
 }
 
 impl Report {
+    /// Whether every audited file is intact and nothing is unowned.
     pub fn is_intact(&self) -> bool {
         self.unowned.is_empty()
             && self
@@ -116,17 +122,18 @@ struct Check {
 
 /// Audits the distributions named (all when `names` is empty).
 pub fn audit(env: &Environment, names: &[String]) -> Result<Report, Error> {
-    let all = env.installed()?;
+    let index = InstalledIndex::read(env)?;
+    let all: Vec<InstalledDistribution> = index.iter().cloned().collect();
     if names.is_empty() {
         return audit_distributions(env, &all, None);
     }
-    let wanted: HashSet<String> = names.iter().map(|n| normalize_name(n)).collect();
+    let wanted: HashSet<PackageName> = names.iter().map(|n| PackageName::new(n)).collect();
     // Named as the user spelled them, in their order, each once.
     let mut unknown: Vec<String> = Vec::new();
     for name in names {
-        let normalized = normalize_name(name);
-        if !all.iter().any(|d| d.name == normalized)
-            && !unknown.iter().any(|u| normalize_name(u) == normalized)
+        let normalized = PackageName::new(name);
+        if index.get(&normalized).is_empty()
+            && !unknown.iter().any(|u| PackageName::new(u) == normalized)
         {
             unknown.push(name.clone());
         }
@@ -143,7 +150,7 @@ pub fn audit(env: &Environment, names: &[String]) -> Result<Report, Error> {
 fn audit_distributions(
     env: &Environment,
     all: &[InstalledDistribution],
-    wanted: Option<&HashSet<String>>,
+    wanted: Option<&HashSet<PackageName>>,
 ) -> Result<Report, Error> {
     let site = env.site_packages();
     let mut dists: Vec<&InstalledDistribution> = Vec::new();
@@ -222,8 +229,8 @@ fn audit_distributions(
             findings.push((
                 check.dist,
                 Finding::Modified(Modified {
-                    path: record_spelling(dists[check.dist], dir),
-                    reason: "symlinked-directory",
+                    path: env.record_spelling(dir),
+                    reason: FileProblem::SymlinkedDirectory,
                 }),
             ));
         }
@@ -243,7 +250,7 @@ fn audit_distributions(
         }
     }
 
-    for ((report, own_roots), dist) in reports.iter_mut().zip(&roots).zip(dists) {
+    for (report, own_roots) in reports.iter_mut().zip(&roots) {
         if matches!(report.status, Status::NoRecord | Status::BadRecord) {
             continue;
         }
@@ -266,8 +273,8 @@ fn audit_distributions(
                             .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound);
                         if let (false, Some(path)) = (gone, error.path()) {
                             report.modified.push(Modified {
-                                path: record_spelling(dist, path),
-                                reason: "unreadable",
+                                path: env.record_spelling(path),
+                                reason: FileProblem::Unreadable,
                             });
                             report.status = Status::Damaged;
                         }
@@ -367,7 +374,7 @@ enum Finding {
 }
 
 fn check_file(check: &Check) -> Option<Finding> {
-    let modified = |reason| {
+    let modified = |reason: FileProblem| {
         Some(Finding::Modified(Modified {
             path: check.record_path.clone(),
             reason,
@@ -385,81 +392,30 @@ fn check_file(check: &Check) -> Option<Finding> {
             return Some(Finding::Missing(check.record_path.clone()));
         }
         // There, maybe, behind a directory this user may not search.
-        Err(_) => return modified("unreadable"),
+        Err(_) => return modified(FileProblem::Unreadable),
     };
     if !metadata.is_file() {
-        return modified("not-a-regular-file");
+        return modified(FileProblem::NotARegularFile);
     }
     if check.size.is_some_and(|size| size != metadata.len()) {
-        return modified("size");
+        return modified(FileProblem::Size);
     }
     let expected = check.hash.as_ref()?;
-    let Ok(mut file) = fs_err::File::open(&check.path) else {
-        return modified("unreadable");
-    };
-    let mut hasher = Hasher::new(expected.algorithm);
-    let mut buffer = vec![0u8; 256 * 1024];
-    loop {
-        match file.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(&buffer[..n]),
-            Err(_) => return modified("unreadable"),
-        }
-    }
-    (hasher.finish() != *expected).then(|| {
-        Finding::Modified(Modified {
-            path: check.record_path.clone(),
-            reason: "hash",
-        })
-    })
-}
-
-/// A path as a RECORD of `dist` would spell it: relative to the directory
-/// holding `.dist-info`, `/`-separated.
-fn record_spelling(dist: &InstalledDistribution, path: &Path) -> String {
-    match dist
-        .dist_info
-        .parent()
-        .and_then(|base| path.strip_prefix(base).ok())
-    {
-        Some(relative) => relative
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/"),
-        None => path.display().to_string(),
+    let hashed = fs_err::File::open(&check.path)
+        .and_then(|file| RecordHash::of_reader(expected.algorithm, file));
+    match hashed {
+        Ok((hash, _)) if hash == *expected => None,
+        Ok(_) => modified(FileProblem::Hash),
+        Err(_) => modified(FileProblem::Unreadable),
     }
 }
 
 /// `pkg/__pycache__/mod.cpython-311.pyc` (or `.opt-1.pyc`) of a claimed
 /// `pkg/mod.py`: Python writes these at import time. The name must have the
-/// shape Python gives it (PEP 3147 `{stem}.{tag}.pyc`, PEP 488
-/// `{stem}.{tag}.opt-{level}.pyc`, as `importlib.util.source_from_cache`
-/// requires); anything else in `__pycache__` is a file no RECORD lists.
+/// shape Python gives it ([`keel_venv::bytecode`]); anything else in
+/// `__pycache__` is a file no RECORD lists.
 fn is_bytecode_of_claimed(path: &Path, claimed: &HashSet<PathBuf>) -> bool {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
-        return false;
-    };
-    if dir.file_name().is_none_or(|d| d != "__pycache__") {
-        return false;
-    }
-    let parts: Vec<&str> = name.split('.').collect();
-    let stem = match parts.as_slice() {
-        [stem, tag, "pyc"] if !tag.is_empty() => stem,
-        [stem, tag, optimization, "pyc"]
-            if !tag.is_empty()
-                && optimization.strip_prefix("opt-").is_some_and(|level| {
-                    !level.is_empty() && level.chars().all(|c| c.is_ascii_alphanumeric())
-                }) =>
-        {
-            stem
-        }
-        _ => return false,
-    };
-    !stem.is_empty()
-        && dir
-            .parent()
-            .is_some_and(|pkg| claimed.contains(&pkg.join(format!("{stem}.py"))))
+    keel_venv::bytecode::source_of(path).is_some_and(|source| claimed.contains(&source))
 }
 
 #[cfg(test)]
@@ -483,28 +439,6 @@ mod tests {
         ));
         assert!(!is_bytecode_of_claimed(
             Path::new("/s/pkg/mod.pyc"),
-            &claimed
-        ));
-    }
-
-    #[test]
-    fn only_names_python_gives_bytecode_count_as_bytecode() {
-        let claimed: HashSet<PathBuf> = [PathBuf::from("/s/pkg/mod.py")].into_iter().collect();
-        for name in [
-            "mod.pyc",
-            "mod..pyc",
-            "mod.cpython-311.evil.pyc",
-            "mod.cpython-311.opt-.pyc",
-            "mod.cpython-311.opt-1.x.pyc",
-            "mod.cpython-311.py",
-            "mod.cpython-311.pyc.bak",
-            ".cpython-311.pyc",
-        ] {
-            let path = Path::new("/s/pkg/__pycache__").join(name);
-            assert!(!is_bytecode_of_claimed(&path, &claimed), "{name}");
-        }
-        assert!(is_bytecode_of_claimed(
-            Path::new("/s/pkg/__pycache__/mod.pypy39.opt-1.pyc"),
             &claimed
         ));
     }

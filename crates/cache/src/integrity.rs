@@ -4,18 +4,12 @@
 //! Shared by the installer (which proves every file it stages) and by
 //! `keel cache verify` (which proves every file of every archive).
 
-use std::io::Read;
 use std::path::Path;
 
-use fs_err::os::unix::fs::OpenOptionsExt as _;
-use keel_wheel::{HashAlgorithm, Hasher, RecordHash};
+use keel_fs::open_no_follow;
+use keel_wheel::RecordHash;
 
 use crate::{ManifestFile, Stamp};
-
-/// `O_NOFOLLOW` on Linux: refuse to open through a symlink.
-pub const O_NOFOLLOW: i32 = 0o400000;
-/// `O_NONBLOCK` on Linux: never wait on a FIFO or device.
-pub const O_NONBLOCK: i32 = 0o4000;
 
 /// How a file was proven to match RECORD.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,13 +22,42 @@ pub enum Proof {
 }
 
 /// Why an archive file cannot be used.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Damage {
+    /// Not there.
     Missing,
+    /// A symlink, directory, FIFO or device where a file should be.
     NotARegularFile,
-    Size { expected: u64, actual: u64 },
+    /// Not RECORD's size.
+    Size {
+        /// RECORD's size.
+        expected: u64,
+        /// The file's.
+        actual: u64,
+    },
+    /// Not RECORD's hash.
     Content,
-    Unreadable(std::io::Error),
+    /// Cannot be read; the I/O error's message.
+    Unreadable(String),
+}
+
+impl Damage {
+    /// The report spelling of this damage.
+    pub fn problem(&self) -> keel_wheel::FileProblem {
+        use keel_wheel::FileProblem;
+        match self {
+            Damage::Missing => FileProblem::Missing,
+            Damage::NotARegularFile => FileProblem::NotARegularFile,
+            Damage::Size { .. } => FileProblem::Size,
+            Damage::Content => FileProblem::Hash,
+            Damage::Unreadable(_) => FileProblem::Unreadable,
+        }
+    }
+
+    /// An I/O error while reading the file.
+    pub fn unreadable(error: &std::io::Error) -> Self {
+        Damage::Unreadable(error.to_string())
+    }
 }
 
 impl std::fmt::Display for Damage {
@@ -61,7 +84,7 @@ pub fn check_file(
     let metadata = match fs_err::symlink_metadata(path) {
         Ok(metadata) => metadata,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Damage::Missing),
-        Err(e) => return Err(Damage::Unreadable(e)),
+        Err(e) => return Err(Damage::unreadable(&e)),
     };
     check_metadata(path, &metadata, expected, hash_everything)
 }
@@ -139,57 +162,50 @@ pub fn check_stat(
     if !hash_everything && stat.stamp == expected.stamp {
         return Ok(Proof::Stamp);
     }
-    let Ok(expected_hash) = expected.hash.parse::<RecordHash>() else {
-        return Err(Damage::Content);
-    };
-    match open().and_then(|file| hash_reader(file, expected_hash.algorithm)) {
-        Ok((hash, _)) if hash == expected_hash => Ok(Proof::Hash(
+    let expected_hash = &expected.hash;
+    match open().and_then(|file| RecordHash::of_reader(expected_hash.algorithm, file)) {
+        Ok((hash, _)) if hash == *expected_hash => Ok(Proof::Hash(
             (stat.stamp != expected.stamp).then_some(stat.stamp),
         )),
         Ok(_) => Err(Damage::Content),
-        Err(e) => Err(Damage::Unreadable(e)),
+        Err(e) => Err(Damage::unreadable(&e)),
     }
 }
 
 /// Hashes a file (never through a symlink, never waiting on a FIFO) with
 /// RECORD's algorithm and compares.
 pub fn hash_matches(path: &Path, expected: &ManifestFile) -> std::io::Result<bool> {
-    let Ok(expected_hash) = expected.hash.parse::<RecordHash>() else {
-        return Ok(false);
-    };
     let file = open_no_follow(path)?;
-    Ok(hash_reader(file, expected_hash.algorithm)?.0 == expected_hash)
-}
-
-/// Opens a regular file for reading without following a symlink and without
-/// blocking on a FIFO or device.
-pub fn open_no_follow(path: &Path) -> std::io::Result<fs_err::File> {
-    let file = fs_err::OpenOptions::new()
-        .read(true)
-        .custom_flags(O_NOFOLLOW | O_NONBLOCK)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("`{}` is not a regular file", path.display()),
-        ));
-    }
-    Ok(file)
-}
-
-/// Hashes everything `reader` yields; returns the hash and the byte count.
-pub fn hash_reader(
-    mut reader: impl Read,
-    algorithm: HashAlgorithm,
-) -> std::io::Result<(RecordHash, u64)> {
-    let mut hasher = Hasher::new(algorithm);
-    let size = std::io::copy(&mut reader, &mut hasher)?;
-    Ok((hasher.finish(), size))
+    Ok(RecordHash::of_reader(expected.hash.algorithm, file)?.0 == expected.hash)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_symlinked_archive_file_is_refused_by_the_no_follow_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let real = dir.path().join("real.py");
+        fs_err::write(&real, b"x = 1\n").expect("write");
+        let link = dir.path().join("mod.py");
+        fs_err::os::unix::fs::symlink(&real, &link).expect("symlink");
+        let expected = ManifestFile {
+            path: "mod.py".into(),
+            hash: RecordHash::of(keel_wheel::HashAlgorithm::Sha256, b"x = 1\n"),
+            size: 6,
+            stamp: Stamp::of(&fs_err::metadata(&real).expect("stat")),
+        };
+        // The stat taken says "regular file, right size" (the file was
+        // swapped for a symlink after it): only the open can refuse it.
+        let stat = FileStat::of_metadata(&fs_err::metadata(&real).expect("stat"));
+        let proof = check_stat(&stat, &expected, true, || {
+            open_no_follow(&link).map(|file| file.into_parts().0)
+        });
+        assert!(matches!(proof, Err(Damage::Unreadable(_))), "{proof:?}");
+        assert!(!hash_matches(&link, &expected).is_ok_and(|ok| ok));
+        assert_eq!(hash_matches(&real, &expected).ok(), Some(true));
+    }
 
     #[test]
     fn a_stamp_is_the_same_whichever_way_the_file_was_stated() {

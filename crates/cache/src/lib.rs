@@ -28,6 +28,8 @@ mod integrity;
 mod lock;
 pub mod maintenance;
 mod manifest;
+mod obtain;
+mod problem;
 mod removal;
 
 use std::path::{Path, PathBuf};
@@ -36,11 +38,13 @@ use std::time::UNIX_EPOCH;
 use keel_wheel::{WheelArchive, WheelFilename};
 
 pub use integrity::{
-    Damage, FileStat, O_NOFOLLOW, O_NONBLOCK, Proof, check_file, check_metadata, check_stat,
-    hash_matches, hash_reader, open_no_follow,
+    Damage, FileStat, Proof, check_file, check_metadata, check_stat, hash_matches,
 };
+pub use keel_fs::open_no_follow;
 pub use lock::CacheLock;
 pub use manifest::{Manifest, ManifestEntryPoint, ManifestFile, Stamp};
+pub use obtain::{ArchiveOrigin, Obtained, UnpackObserver};
+pub use problem::ArchiveProblem;
 pub use removal::Removed;
 
 use lock::LockKind;
@@ -110,7 +114,7 @@ const TURNSTILE: &str = ".turnstile";
 const TAG: &str = "CACHEDIR.TAG";
 /// Prefix of the temporary files behind atomic writes (pointers,
 /// manifests); a killed process may leave one, which `cache prune` removes.
-const PARTIAL: &str = ".partial-";
+const PARTIAL: &str = keel_fs::PARTIAL_PREFIX;
 
 /// A wheel file the user named, with the stat that keys its pointer.
 #[derive(Debug, Clone)]
@@ -188,7 +192,10 @@ pub enum Lookup {
     /// No pointer: this wheel was never unpacked (or its pointer was cleaned).
     Miss,
     /// A pointer whose archive is gone or unreadable.
-    Damaged { reason: String },
+    Damaged {
+        /// What is wrong with the pointer or the manifest.
+        reason: ArchiveProblem,
+    },
 }
 
 /// What [`Cache::unpack`] did.
@@ -214,6 +221,9 @@ pub struct Cache {
     root: PathBuf,
     /// Size limits every wheel is unpacked under (zip bombs).
     limits: keel_wheel::Limits,
+    /// The rule of the environment the archives are for: destinations a
+    /// wheel may not write (refused before anything is unpacked).
+    destinations: Option<keel_wheel::DestinationCheck>,
 }
 
 impl Cache {
@@ -250,6 +260,7 @@ impl Cache {
         Ok(Cache {
             root: std::path::absolute(root)?,
             limits: keel_wheel::Limits::default(),
+            destinations: None,
         })
     }
 
@@ -262,7 +273,6 @@ impl Cache {
         if !tag.exists() {
             // https://bford.info/cachedir/
             write_atomically(
-                &self.root,
                 &tag,
                 b"Signature: 8a477f597d28d172789f06886806bc55\n# This directory is keel's cache. See https://bford.info/cachedir/\n",
             )?;
@@ -278,6 +288,14 @@ impl Cache {
     /// 16 GiB a wheel, 250:1 compression above 1 MiB).
     pub fn with_limits(mut self, limits: keel_wheel::Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Refuses, when unpacking, a wheel that would write where `check`
+    /// forbids (the target environment's own files), so that such a wheel
+    /// never becomes an archive.
+    pub fn with_destination_check(mut self, check: keel_wheel::DestinationCheck) -> Self {
+        self.destinations = Some(check);
         self
     }
 
@@ -320,7 +338,7 @@ impl Cache {
     /// Reads a pointer file and the manifest of the archive it names, which
     /// must be the archive of the wheel file `wheel_name`.
     pub(crate) fn follow_pointer(&self, pointer_path: &Path, wheel_name: &str) -> Lookup {
-        let damaged = |reason: String| Lookup::Damaged { reason };
+        let damaged = |reason: ArchiveProblem| Lookup::Damaged { reason };
         let pointer = match read_pointer(pointer_path) {
             Ok(Some(pointer)) => pointer,
             Ok(None) => return Lookup::Miss,
@@ -333,11 +351,10 @@ impl Cache {
                 dir,
                 manifest: Box::new(manifest),
             }),
-            Ok(manifest) => damaged(format!(
-                "pointer `{}` leads to the archive of another wheel, {}",
-                pointer_path.display(),
-                manifest.wheel
-            )),
+            Ok(manifest) => damaged(ArchiveProblem::OtherWheel {
+                pointer: pointer_path.to_path_buf(),
+                wheel: manifest.wheel,
+            }),
             Err(reason) => damaged(reason),
         }
     }
@@ -412,10 +429,10 @@ impl Cache {
         };
         let archive =
             WheelArchive::open_with_limits(&wheel.path, self.limits).map_err(unpack_error)?;
-        let staging = tempfile::Builder::new()
-            .prefix("unpack-")
-            .tempdir_in(self.root.join(TMP))
-            .map_err(|e| annotate(e, &self.root.join(TMP)))?;
+        if let Some(check) = self.destinations {
+            archive.check_destinations(check).map_err(unpack_error)?;
+        }
+        let staging = keel_fs::tempdir_in(&self.root.join(TMP), "unpack-")?;
         let tree = staging.path().join("tree");
         fs_err::create_dir(&tree)?;
         let (files, wheel_hash) = rayon::join(|| archive.extract(&tree), || archive.sha256());
@@ -452,11 +469,7 @@ impl Cache {
             path: pointer_path.clone(),
             source,
         })?;
-        write_atomically(
-            pointer_path.parent().unwrap_or(&self.root),
-            &pointer_path,
-            &pointer,
-        )?;
+        write_atomically(&pointer_path, &pointer)?;
         tracing::debug!("unpacked {} into {}", wheel.filename, dir.display());
         Ok(Archive {
             id,
@@ -483,15 +496,22 @@ impl Cache {
     }
 }
 
-/// Reads a pointer: `Ok(None)` when there is none, `Err(reason)` when it is
+/// Reads a pointer: `Ok(None)` when there is none, `Err` when it is
 /// unreadable, malformed or names no archive directory of this cache.
-pub(crate) fn read_pointer(path: &Path) -> Result<Option<manifest::Pointer>, String> {
+pub(crate) fn read_pointer(path: &Path) -> Result<Option<manifest::Pointer>, ArchiveProblem> {
     let bytes = match fs_err::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("pointer `{}` is unreadable: {e}", path.display())),
+        Err(e) => {
+            return Err(ArchiveProblem::PointerUnreadable {
+                pointer: path.to_path_buf(),
+                error: e.to_string(),
+            });
+        }
     };
-    let malformed = || format!("pointer `{}` is malformed", path.display());
+    let malformed = || ArchiveProblem::PointerMalformed {
+        pointer: path.to_path_buf(),
+    };
     let pointer = serde_json::from_slice::<manifest::Pointer>(&bytes).map_err(|_| malformed())?;
     let parts: Vec<&str> = pointer.archive.split('/').collect();
     if parts.len() != 2
@@ -504,38 +524,35 @@ pub(crate) fn read_pointer(path: &Path) -> Result<Option<manifest::Pointer>, Str
     Ok(Some(pointer))
 }
 
-/// Reads an archive's manifest; `Err(reason)` says what is wrong.
-pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest, String> {
+/// Reads an archive's manifest; `Err` says what is wrong.
+pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest, ArchiveProblem> {
     let path = dir.join("manifest.json");
     let bytes = match fs_err::read(&path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(if dir.exists() {
-                format!("manifest `{}` is missing", path.display())
+                ArchiveProblem::ManifestMissing { manifest: path }
             } else {
-                format!("archive `{}` is gone", dir.display())
+                ArchiveProblem::ArchiveGone {
+                    archive: dir.to_path_buf(),
+                }
             });
         }
-        Err(e) => return Err(format!("manifest `{}` is unreadable: {e}", path.display())),
+        Err(e) => {
+            return Err(ArchiveProblem::ManifestUnreadable {
+                manifest: path,
+                error: e.to_string(),
+            });
+        }
     };
-    serde_json::from_slice::<Manifest>(&bytes)
-        .map_err(|e| format!("manifest `{}` is malformed: {e}", path.display()))
+    serde_json::from_slice::<Manifest>(&bytes).map_err(|e| ArchiveProblem::ManifestMalformed {
+        manifest: path,
+        error: e.to_string(),
+    })
 }
 
-/// Writes `bytes` to a temporary file in `dir`, then renames it over `path`.
-pub(crate) fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let mut file = tempfile::Builder::new()
-        .prefix(PARTIAL)
-        .tempfile_in(dir)
-        .map_err(|e| annotate(e, dir))?;
-    std::io::Write::write_all(&mut file, bytes).map_err(|e| annotate(e, path))?;
-    file.persist(path).map_err(|e| annotate(e.error, path))?;
-    Ok(())
-}
-
-fn annotate(error: std::io::Error, path: &Path) -> Error {
-    Error::Io(std::io::Error::new(
-        error.kind(),
-        format!("{error} at `{}`", path.display()),
-    ))
+/// Writes `bytes` over `path` in one rename (a reader sees the old or the
+/// new content).
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    Ok(keel_fs::write_atomic(path, bytes)?)
 }

@@ -72,6 +72,9 @@ impl PruneReport {
 pub struct DamagedFile {
     /// The entry path in the wheel.
     pub entry: String,
+    /// What is wrong, in the spelling every report shares (`size`).
+    pub problem: keel_wheel::FileProblem,
+    /// What is wrong, in words (`0 bytes instead of 23`).
     pub reason: String,
 }
 
@@ -101,7 +104,7 @@ pub struct ArchiveReport {
     pub files: usize,
     pub bytes: u64,
     /// A problem of the pointer or manifest (the files could not be checked).
-    pub problem: Option<String>,
+    pub problem: Option<crate::ArchiveProblem>,
     pub damaged: Vec<DamagedFile>,
     /// Files whose stamp no longer held but whose content matched; with
     /// `--repair` their stamps were renewed.
@@ -569,6 +572,7 @@ impl Cache {
                 Ok(_) => {}
                 Err(damage) => entry.damaged.push(DamagedFile {
                     entry: expected.path.clone(),
+                    problem: damage.problem(),
                     reason: damage.to_string(),
                 }),
             }

@@ -50,8 +50,9 @@ impl Stamp {
 pub struct ManifestFile {
     /// The entry path in the wheel.
     pub path: String,
-    /// RECORD's hash (`sha256=…`), verified when the file was written.
-    pub hash: String,
+    /// RECORD's hash (`sha256=…` in the manifest), verified when the file
+    /// was written.
+    pub hash: keel_wheel::RecordHash,
     pub size: u64,
     pub stamp: Stamp,
 }
@@ -116,7 +117,7 @@ impl Manifest {
                 .map(|file| ManifestFile {
                     stamp: Stamp::of(&file.metadata),
                     path: file.path,
-                    hash: file.hash.to_string(),
+                    hash: file.hash,
                     size: file.size,
                 })
                 .collect(),
@@ -133,6 +134,6 @@ impl Manifest {
             path: path.to_path_buf(),
             source,
         })?;
-        crate::write_atomically(path.parent().unwrap_or(Path::new(".")), path, &bytes)
+        Ok(keel_fs::write_atomic(path, &bytes)?)
     }
 }

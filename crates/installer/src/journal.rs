@@ -32,6 +32,13 @@ use crate::fault;
 
 pub(crate) const JOURNAL: &str = "journal.json";
 pub(crate) const COMMITTED: &str = "committed";
+/// The name prefix of a transaction directory in `.keel/`.
+pub(crate) const TRANSACTION_PREFIX: &str = "tx-";
+/// The name prefix a finished transaction is renamed to before deletion.
+const TRASH_PREFIX: &str = "trash-";
+/// The journal format this keel writes and reads. A journal without a
+/// version was written by keel before the field existed, in this format.
+pub(crate) const JOURNAL_VERSION: u32 = 1;
 
 /// One rename of a commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,14 +58,32 @@ impl Move {
 }
 
 /// What a commit will do, recorded before it does any of it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Journal {
+    /// The format version ([`JOURNAL_VERSION`]).
+    #[serde(default = "unversioned")]
+    pub version: u32,
     /// The renames, in order.
     pub moves: Vec<Move>,
     /// Directories to remove once committed, if the commit left them empty.
     pub prune: BTreeSet<PathBuf>,
     /// What the transaction installs and removes, for messages.
     pub summary: String,
+}
+
+impl Default for Journal {
+    fn default() -> Self {
+        Journal {
+            version: JOURNAL_VERSION,
+            moves: Vec::new(),
+            prune: BTreeSet::new(),
+            summary: String::new(),
+        }
+    }
+}
+
+fn unversioned() -> u32 {
+    JOURNAL_VERSION
 }
 
 /// Whether to make the journal, the moves and the commit record durable.
@@ -70,21 +95,19 @@ pub(crate) fn durable() -> bool {
 
 fn fsync_dir(dir: &Path) -> Result<(), Error> {
     if durable() {
-        fs_err::File::open(dir)?.sync_all()?;
+        keel_fs::sync_dir(dir)?;
     }
     Ok(())
 }
 
 fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
-    let temporary = dir.join(format!("{name}.tmp"));
-    let mut file = fs_err::File::create(&temporary)?;
-    std::io::Write::write_all(&mut file, bytes)?;
+    let path = dir.join(name);
     if durable() {
-        file.sync_all()?;
+        keel_fs::write_durable(&path, bytes)?;
+    } else {
+        keel_fs::write_atomic(&path, bytes)?;
     }
-    drop(file);
-    fs_err::rename(&temporary, dir.join(name))?;
-    fsync_dir(dir)
+    Ok(())
 }
 
 impl Journal {
@@ -173,13 +196,49 @@ impl Journal {
     }
 }
 
+impl Journal {
+    /// Reads a transaction's journal: `None` when it has none (it was
+    /// interrupted before its commit began). A journal of a newer format is
+    /// an error, never guessed at.
+    pub(crate) fn read(transaction: &Path) -> Result<Option<Journal>, Error> {
+        let path = transaction.join(JOURNAL);
+        let bytes = match fs_err::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let journal = serde_json::from_slice::<Journal>(&bytes).map_err(|e| Error::Journal {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        if journal.version != JOURNAL_VERSION {
+            return Err(Error::Journal {
+                path,
+                reason: format!(
+                    "it is in journal format {}, this keel knows format {JOURNAL_VERSION}; recover with the keel that wrote it",
+                    journal.version
+                ),
+            });
+        }
+        Ok(Some(journal))
+    }
+}
+
+/// Whether a `.keel/` entry is a transaction directory (for `keel verify`).
+pub(crate) fn is_transaction(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with(TRANSACTION_PREFIX))
+}
+
 /// Removes a finished transaction: renamed out of the way first, then deleted.
 pub(crate) fn discard(env: &Environment, transaction: &Path) -> Result<(), Error> {
     let name = transaction
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("tx");
-    let trash = env.keel_dir().join(name.replacen("tx-", "trash-", 1));
+    let trash = env
+        .keel_dir()
+        .join(name.replacen(TRANSACTION_PREFIX, TRASH_PREFIX, 1));
     fault::mutation();
     fs_err::rename(transaction, &trash)?;
     fs_err::remove_dir_all(&trash)?;
@@ -191,17 +250,25 @@ pub(crate) fn discard(env: &Environment, transaction: &Path) -> Result<(), Error
 pub enum Recovery {
     /// Interrupted before its commit record: every move undone.
     RolledBack {
+        /// The transaction directory.
         transaction: PathBuf,
+        /// What it would have installed and removed.
         summary: String,
+        /// How many moves had happened and were undone.
         moves_undone: usize,
     },
     /// Interrupted after its commit record: its clean-up finished.
     Completed {
+        /// The transaction directory.
         transaction: PathBuf,
+        /// What it installed and removed.
         summary: String,
     },
     /// Interrupted while staging, before any change: its staging removed.
-    Discarded { transaction: PathBuf },
+    Discarded {
+        /// The transaction directory.
+        transaction: PathBuf,
+    },
 }
 
 impl std::fmt::Display for Recovery {
@@ -242,7 +309,9 @@ pub(crate) fn interrupted(env: &Environment) -> Result<Vec<PathBuf>, Error> {
         let entry = entry?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if (name.starts_with("tx-") || name.starts_with("trash-")) && entry.file_type()?.is_dir() {
+        if (name.starts_with(TRANSACTION_PREFIX) || name.starts_with(TRASH_PREFIX))
+            && entry.file_type()?.is_dir()
+        {
             found.push(entry.path());
         }
     }
@@ -259,22 +328,11 @@ pub(crate) fn recover(env: &Environment) -> Result<Vec<Recovery>, Error> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if name.starts_with("trash-") {
+        if name.starts_with(TRASH_PREFIX) {
             fs_err::remove_dir_all(&transaction)?;
             continue;
         }
-        let journal = match fs_err::read(transaction.join(JOURNAL)) {
-            Ok(bytes) => {
-                Some(
-                    serde_json::from_slice::<Journal>(&bytes).map_err(|e| Error::Journal {
-                        path: transaction.join(JOURNAL),
-                        reason: e.to_string(),
-                    })?,
-                )
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e.into()),
-        };
+        let journal = Journal::read(&transaction)?;
         let recovery = match journal {
             None => Recovery::Discarded {
                 transaction: transaction.clone(),

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use keel_cache::{ManifestFile, Stamp};
-use keel_wheel::{HashAlgorithm, Hasher, RecordHash};
+use keel_wheel::{Hasher, RecordHash};
 
 /// How staged files are made from archive files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -24,6 +24,7 @@ pub enum LinkMode {
 }
 
 impl LinkMode {
+    /// The mode as `--link-mode` spells it.
     pub fn name(self) -> &'static str {
         match self {
             LinkMode::Clone => "clone",
@@ -110,7 +111,7 @@ pub(crate) fn place(
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     return Ok(Err(Damage::Missing));
                 }
-                Err(e) => return Ok(Err(Damage::Unreadable(e))),
+                Err(e) => return Ok(Err(Damage::unreadable(&e))),
             };
             let trusted = !hash_everything && Stamp::of(&metadata) == expected.stamp;
             if !metadata.is_file() {
@@ -144,7 +145,7 @@ pub(crate) fn place(
             Ok(match staged_hash_matches(target, expected) {
                 Ok(true) => Ok(Proof::Hash(Some(Stamp::of(&metadata)))),
                 Ok(false) => Err(Damage::Content),
-                Err(e) => Err(Damage::Unreadable(e)),
+                Err(e) => Err(Damage::unreadable(&e)),
             })
         }
     }
@@ -194,7 +195,7 @@ impl LinkDirs {
         rustix::fs::linkat(&self.source, name, &self.target, name, AtFlags::empty()).ok()?;
         let stat = match rustix::fs::statat(&self.target, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(stat) => stat,
-            Err(e) => return Some(Err(Damage::Unreadable(e.into()))),
+            Err(e) => return Some(Err(Damage::unreadable(&e.into()))),
         };
         let open = || {
             rustix::fs::openat(
@@ -223,13 +224,11 @@ fn blame_source(
 ) -> Result<Option<Damage>, std::io::Error> {
     match fs_err::symlink_metadata(source) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Some(Damage::Missing)),
-        Err(e) => Ok(Some(Damage::Unreadable(e))),
+        Err(e) => Ok(Some(Damage::unreadable(&e))),
         Ok(metadata) if !metadata.is_file() => Ok(Some(Damage::NotARegularFile)),
-        Ok(_) => match link_error.raw_os_error() {
-            // EMLINK (too many links), EXDEV (another file system), EPERM (not allowed here).
-            Some(31) | Some(18) | Some(1) => Ok(None),
-            _ => Err(link_error),
-        },
+        // Too many links, another file system, links not allowed here.
+        Ok(_) if keel_fs::is_link_refused(&link_error) => Ok(None),
+        Ok(_) => Err(link_error),
     }
 }
 
@@ -242,22 +241,20 @@ fn copy_hashing(
 ) -> Placed {
     let mut input = match keel_cache::open_no_follow(source) {
         Ok(file) => file,
-        Err(e) => return Ok(Err(Damage::Unreadable(e))),
+        Err(e) => return Ok(Err(Damage::unreadable(&e))),
     };
     let mut output = fs_err::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(target)?;
-    let Ok(expected_hash) = expected.hash.parse::<RecordHash>() else {
-        return Ok(Err(Damage::Content));
-    };
+    let expected_hash = &expected.hash;
     let mut hasher = Hasher::new(expected_hash.algorithm);
     let mut buffer = vec![0u8; 256 * 1024];
     loop {
         let n = match input.read(&mut buffer) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) => return Ok(Err(Damage::Unreadable(e))),
+            Err(e) => return Ok(Err(Damage::unreadable(&e))),
         };
         hasher.update(&buffer[..n]);
         output.write_all(&buffer[..n])?;
@@ -265,7 +262,7 @@ fn copy_hashing(
     output.set_permissions(std::fs::Permissions::from_mode(
         metadata.permissions().mode() & 0o7777,
     ))?;
-    if hasher.finish() != expected_hash {
+    if hasher.finish() != *expected_hash {
         return Ok(Err(Damage::Content));
     }
     Ok(Ok(Proof::Hash(Some(Stamp::of(metadata)))))
@@ -274,16 +271,6 @@ fn copy_hashing(
 /// Hashes a staged file with RECORD's algorithm and compares (following a
 /// final symlink: in symlink mode staging made it, into the cache).
 fn staged_hash_matches(path: &Path, expected: &ManifestFile) -> std::io::Result<bool> {
-    let Ok(expected_hash) = expected.hash.parse::<RecordHash>() else {
-        return Ok(false);
-    };
-    Ok(hash_file(path, expected_hash.algorithm)?.0 == expected_hash)
-}
-
-/// Hashes a whole file (following a final symlink only when staging made it).
-pub(crate) fn hash_file(
-    path: &Path,
-    algorithm: HashAlgorithm,
-) -> std::io::Result<(RecordHash, u64)> {
-    keel_cache::hash_reader(fs_err::File::open(path)?, algorithm)
+    let file = fs_err::File::open(path)?;
+    Ok(RecordHash::of_reader(expected.hash.algorithm, file)?.0 == expected.hash)
 }

@@ -62,6 +62,14 @@ pub fn launcher(entry_point: &ManifestEntryPoint, python: &Path) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Writes a script as a real executable file (`rwxr-xr-x`, whatever the
+/// umask: scripts are run by every user of the environment).
+pub(crate) fn write_executable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs_err::write(path, bytes)?;
+    fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

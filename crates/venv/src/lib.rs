@@ -1,290 +1,93 @@
-//! The layout of a Python virtual environment, read from the environment
-//! itself without running Python, and the distributions installed in it.
+//! A Python virtual environment, and every rule keel follows about one:
 //!
-//! keel installs into POSIX virtual environments made by `python3 -m venv`
-//! or `virtualenv`: `pyvenv.cfg` at the root names the interpreter version,
-//! which gives `lib/pythonX.Y/site-packages`; scripts go to `bin/`, headers
-//! to `include/site/pythonX.Y/<name>/` (as pip puts them), data to the root.
+//! - [`Environment`]: its install scheme, read from `pyvenv.cfg` without
+//!   running Python (`lib/pythonX.Y/site-packages` for purelib and
+//!   platlib, `bin/` for scripts, `include/site/pythonX.Y/<name>/` for
+//!   headers as pip puts them, the root for data), and how RECORD spells a
+//!   path in it ([`Environment::record_spelling`]).
+//! - [`InstalledIndex`] and [`InstalledDistribution`]: what is installed,
+//!   by normalized name, duplicates kept and reported.
+//! - The environment's own files ([`Environment::is_own`],
+//!   [`reserved_destination`]): `pyvenv.cfg`, the interpreter and
+//!   activation scripts, `lib64`, keel's `.keel/`; never written or removed
+//!   on a wheel's or a RECORD's word.
+//! - Bytecode file names ([`bytecode`]): the strict PEP 3147/488 rule that
+//!   uninstall and `keel verify` share.
+//!
+//! ```no_run
+//! use keel_venv::{Environment, InstalledIndex};
+//!
+//! let env = Environment::open("/path/to/venv".as_ref())?;
+//! for dist in InstalledIndex::read(&env)?.iter() {
+//!     println!("{} {} ({} RECORD rows)", dist.name, dist.version,
+//!         dist.record()?.map_or(0, |rows| rows.len()));
+//! }
+//! # Ok::<(), keel_venv::Error>(())
+//! ```
+#![deny(missing_docs)]
+
+pub mod bytecode;
+mod installed;
+mod layout;
+mod own_files;
 
 use std::path::{Path, PathBuf};
 
-use keel_wheel::{RecordEntry, Rule, normalize_name, parse_record};
+use keel_wheel::Rule;
+
+pub use installed::{InstalledDistribution, InstalledIndex};
+pub use layout::Environment;
+pub use own_files::{is_reserved_script_name, reserved_destination};
 
 /// Everything that can go wrong while reading an environment.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// No `pyvenv.cfg` at the root.
     #[error("`{}` is not a virtual environment (no `pyvenv.cfg`); create one with `python3 -m venv {}`", path.display(), shell_quote(path))]
-    NotAVirtualEnvironment { path: PathBuf },
+    NotAVirtualEnvironment {
+        /// The directory given.
+        path: PathBuf,
+    },
 
+    /// The scheme's site-packages directory is not there.
     #[error("cannot find the site-packages directory of `{}` (looked for `{}`)", root.display(), looked.display())]
-    NoSitePackages { root: PathBuf, looked: PathBuf },
+    NoSitePackages {
+        /// The environment's root.
+        root: PathBuf,
+        /// Where site-packages was looked for.
+        looked: PathBuf,
+    },
 
+    /// An installed RECORD that cannot be parsed.
     #[error("`{}` is malformed: {rule}", path.display())]
-    MalformedRecord { path: PathBuf, rule: Rule },
+    MalformedRecord {
+        /// The RECORD file.
+        path: PathBuf,
+        /// The rule it breaks.
+        rule: Rule,
+    },
 
+    /// `.keel` is not a plain directory.
     #[error("`{}` is a symbolic link or not a directory; keel keeps its lock, journal and backups there and will not follow it elsewhere (remove it)", path.display())]
-    KeelDirNotADirectory { path: PathBuf },
+    KeelDirNotADirectory {
+        /// `<venv>/.keel`.
+        path: PathBuf,
+    },
 
+    /// Reading the environment failed (the error names the path).
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
 /// A path as a POSIX shell word, quoted only when it needs to be, so that a
 /// suggested command can be pasted as is.
-fn shell_quote(path: &Path) -> String {
+pub(crate) fn shell_quote(path: &Path) -> String {
     let text = path.display().to_string();
     let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+,:=@%".contains(c);
     if !text.is_empty() && text.chars().all(plain) {
         text
     } else {
         format!("'{}'", text.replace('\'', r"'\''"))
-    }
-}
-
-/// A virtual environment's install scheme (*sysconfig* `venv`/`posix_prefix`
-/// scheme, as pip uses it).
-#[derive(Debug, Clone)]
-pub struct Environment {
-    root: PathBuf,
-    site_packages: PathBuf,
-    scripts: PathBuf,
-    python_version: (u32, u32),
-}
-
-impl Environment {
-    /// Reads the environment at `root`: `pyvenv.cfg` must exist, and
-    /// `lib/pythonX.Y/site-packages` for the version it names (or, without a
-    /// version, the only `lib/python3.*/site-packages`).
-    pub fn open(root: &Path) -> Result<Self, Error> {
-        let root = std::path::absolute(root)?;
-        let cfg_path = root.join("pyvenv.cfg");
-        let cfg = match fs_err::read_to_string(&cfg_path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NotAVirtualEnvironment { path: root });
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let python_version = match parse_version(&cfg) {
-            Some(version) => version,
-            None => find_single_python_lib(&root)?,
-        };
-        let site_packages = root
-            .join("lib")
-            .join(format!("python{}.{}", python_version.0, python_version.1))
-            .join("site-packages");
-        if !site_packages.is_dir() {
-            return Err(Error::NoSitePackages {
-                root,
-                looked: site_packages,
-            });
-        }
-        Ok(Environment {
-            scripts: root.join("bin"),
-            root,
-            site_packages,
-            python_version,
-        })
-    }
-
-    /// The environment's root, absolute (symlinks not resolved, as pip
-    /// writes `sys.prefix`).
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// purelib and platlib: the same directory in a virtual environment.
-    pub fn site_packages(&self) -> &Path {
-        &self.site_packages
-    }
-
-    /// Where scripts go (`bin/`).
-    pub fn scripts_dir(&self) -> &Path {
-        &self.scripts
-    }
-
-    /// Where a distribution's headers go: `include/site/pythonX.Y/<name>`.
-    pub fn headers_dir(&self, distribution: &str) -> PathBuf {
-        self.root
-            .join("include")
-            .join("site")
-            .join(format!(
-                "python{}.{}",
-                self.python_version.0, self.python_version.1
-            ))
-            .join(distribution)
-    }
-
-    /// Where `.data/data/` goes: the environment root.
-    pub fn data_dir(&self) -> &Path {
-        &self.root
-    }
-
-    /// The interpreter that scripts run with (`bin/python`).
-    pub fn python(&self) -> PathBuf {
-        self.scripts.join("python")
-    }
-
-    pub fn python_version(&self) -> (u32, u32) {
-        self.python_version
-    }
-
-    /// keel's own directory in the environment (locks, transactions).
-    pub fn keel_dir(&self) -> PathBuf {
-        self.root.join(".keel")
-    }
-
-    /// [`Environment::keel_dir`], created if missing; refused when it is a
-    /// symbolic link (or anything but a directory), since the lock, the
-    /// journal, staging and the backup of replaced files would then all live
-    /// wherever it points.
-    pub fn ensure_keel_dir(&self) -> Result<PathBuf, Error> {
-        let dir = self.keel_dir();
-        match fs_err::symlink_metadata(&dir) {
-            Ok(meta) if meta.is_dir() => Ok(dir),
-            Ok(_) => Err(Error::KeelDirNotADirectory { path: dir }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fs_err::create_dir(&dir).or_else(|e| match e.kind() {
-                    std::io::ErrorKind::AlreadyExists => Ok(()),
-                    _ => Err(e),
-                })?;
-                // Lost a race to whoever created it: check what they made.
-                match fs_err::symlink_metadata(&dir)? {
-                    meta if meta.is_dir() => Ok(dir),
-                    _ => Err(Error::KeelDirNotADirectory { path: dir }),
-                }
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The directories an installed file may live in: nothing outside them is
-    /// ever removed on the word of a RECORD.
-    pub fn scheme_dirs(&self) -> Vec<PathBuf> {
-        vec![
-            self.site_packages.clone(),
-            self.scripts.clone(),
-            self.root.join("include"),
-            self.root.clone(),
-        ]
-    }
-
-    /// Every distribution installed in site-packages (one per `.dist-info`
-    /// directory), sorted by normalized name.
-    pub fn installed(&self) -> Result<Vec<InstalledDistribution>, Error> {
-        let mut found = Vec::new();
-        for entry in fs_err::read_dir(&self.site_packages)? {
-            let entry = entry?;
-            let file_name = entry.file_name();
-            let Some(stem) = file_name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".dist-info"))
-            else {
-                continue;
-            };
-            if !entry.file_type()?.is_dir() {
-                continue;
-            }
-            let (name, version) = match stem.rsplit_once('-') {
-                Some((name, version)) => (name.to_string(), version.to_string()),
-                None => (stem.to_string(), String::new()),
-            };
-            found.push(InstalledDistribution {
-                name: normalize_name(&name),
-                version,
-                dist_info: entry.path(),
-            });
-        }
-        found.sort_by(|a, b| a.name.cmp(&b.name).then(a.version.cmp(&b.version)));
-        Ok(found)
-    }
-}
-
-/// `version = 3.11.7` (venv) or `version_info = 3.11.7.final.0` (virtualenv).
-fn parse_version(cfg: &str) -> Option<(u32, u32)> {
-    cfg.lines()
-        .filter_map(|line| line.split_once('='))
-        .filter(|(key, _)| matches!(key.trim(), "version" | "version_info"))
-        .find_map(|(_, value)| {
-            let mut parts = value.trim().split('.');
-            Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
-        })
-}
-
-fn find_single_python_lib(root: &Path) -> Result<(u32, u32), Error> {
-    let lib = root.join("lib");
-    let mut versions = Vec::new();
-    if let Ok(entries) = fs_err::read_dir(&lib) {
-        for entry in entries {
-            let name = entry?.file_name();
-            if let Some(version) = name.to_str().and_then(|n| n.strip_prefix("python"))
-                && let Some((major, minor)) = version.split_once('.')
-                && let (Ok(major), Ok(minor)) = (major.parse(), minor.parse())
-            {
-                versions.push((major, minor));
-            }
-        }
-    }
-    match versions.as_slice() {
-        [one] => Ok(*one),
-        _ => Err(Error::NoSitePackages {
-            root: root.to_path_buf(),
-            looked: lib.join("pythonX.Y"),
-        }),
-    }
-}
-
-/// A distribution installed in an environment: one `.dist-info` directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstalledDistribution {
-    /// Normalized name (*Names and normalization*).
-    pub name: String,
-    pub version: String,
-    pub dist_info: PathBuf,
-}
-
-impl InstalledDistribution {
-    /// The `.dist-info` directory's RECORD path.
-    pub fn record_path(&self) -> PathBuf {
-        self.dist_info.join("RECORD")
-    }
-
-    /// The installed RECORD (*Recording installed projects § The RECORD
-    /// file*); `Ok(None)` when the distribution has none.
-    pub fn record(&self) -> Result<Option<Vec<RecordEntry>>, Error> {
-        let path = self.record_path();
-        let bytes = match fs_err::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        parse_record(&bytes)
-            .map(Some)
-            .map_err(|rule| Error::MalformedRecord { path, rule })
-    }
-
-    /// Resolves a RECORD path (relative to site-packages, possibly with
-    /// `../`) to an absolute path, lexically.
-    ///
-    /// *Recording installed projects § The RECORD file*: a path is relative
-    /// to the directory holding `.dist-info`, or absolute.
-    pub fn resolve(&self, record_path: &str) -> PathBuf {
-        let base = if record_path.starts_with('/') {
-            Path::new("/")
-        } else {
-            self.dist_info.parent().unwrap_or(Path::new("/"))
-        };
-        let mut resolved = base.to_path_buf();
-        for component in record_path.split('/') {
-            match component {
-                "" | "." => {}
-                ".." => {
-                    resolved.pop();
-                }
-                other => resolved.push(other),
-            }
-        }
-        resolved
     }
 }
 
@@ -342,6 +145,42 @@ mod tests {
     }
 
     #[test]
+    fn two_dist_infos_of_one_name_are_both_kept_and_reported() {
+        let dir = fake_venv("version = 3.11.7\n");
+        let env = Environment::open(dir.path()).unwrap();
+        for stem in ["Demo-1.0", "demo-2.0", "other-1.0.0"] {
+            fs_err::create_dir(env.site_packages().join(format!("{stem}.dist-info"))).unwrap();
+        }
+        let index = InstalledIndex::read(&env).unwrap();
+        let demo = index.get(&keel_wheel::PackageName::new("DEMO"));
+        assert_eq!(demo.len(), 2);
+        let duplicates: Vec<_> = index
+            .duplicates()
+            .map(|(name, d)| (name.to_string(), d.len()))
+            .collect();
+        assert_eq!(duplicates, vec![("demo".to_string(), 2)]);
+        assert_eq!(index.len(), 3);
+    }
+
+    #[test]
+    fn record_spells_paths_relative_to_site_packages() {
+        let dir = fake_venv("version = 3.11.7\n");
+        let env = Environment::open(dir.path()).unwrap();
+        assert_eq!(
+            env.record_spelling(&env.site_packages().join("pkg/mod.py")),
+            "pkg/mod.py"
+        );
+        assert_eq!(
+            env.record_spelling(&env.root().join("bin/tool")),
+            "../../../bin/tool"
+        );
+        assert_eq!(
+            env.record_spelling(Path::new("/elsewhere/x")),
+            "/elsewhere/x"
+        );
+    }
+
+    #[test]
     fn refuses_a_directory_that_is_not_a_venv() {
         let dir = tempfile::tempdir().unwrap();
         let err = Environment::open(dir.path()).unwrap_err();
@@ -366,10 +205,11 @@ mod tests {
         )
         .unwrap();
         fs_err::create_dir(env.site_packages().join("not-a-dist")).unwrap();
-        let installed = env.installed().unwrap();
+        let index = InstalledIndex::read(&env).unwrap();
+        let installed: Vec<_> = index.iter().cloned().collect();
         assert_eq!(installed.len(), 1);
         assert_eq!(installed[0].name, "django");
-        assert_eq!(installed[0].version, "4.2.16");
+        assert_eq!(installed[0].version, "4.2.16".parse().unwrap());
         let record = installed[0].record().unwrap().unwrap();
         assert_eq!(
             installed[0].resolve(&record[1].path),

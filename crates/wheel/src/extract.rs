@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use zip::ZipArchive;
 
 use crate::layout::{
-    DataKey, EntryDestination, classify_entry, prefix_path_problem, script_name_problem,
+    DataKey, DestinationCheck, EntryDestination, classify_entry, script_name_problem,
     validate_relative_path,
 };
 use crate::zip_structure::{Limits, central_names, disagreement, local_header};
@@ -244,7 +244,7 @@ impl WheelArchive {
         let metadata = required(self, "METADATA")?;
         self.metadata = CoreMetadata::parse(&String::from_utf8_lossy(&metadata))
             .map_err(|rule| self.invalid(&metadata_entry, rule))?;
-        if crate::normalize_name(&self.metadata.name) != self.filename.normalized_name() {
+        if crate::PackageName::new(&self.metadata.name) != self.filename.normalized_name() {
             return Err(self.invalid(
                 &metadata_entry,
                 Rule::MalformedMetadata(format!(
@@ -310,11 +310,6 @@ impl WheelArchive {
                     let name = path.split('/').next().unwrap_or(path);
                     if let Some(why) = script_name_problem(name) {
                         return Err(self.invalid(entry, Rule::ScriptName(why)));
-                    }
-                }
-                EntryDestination::Data(DataKey::Data, path) => {
-                    if let Some(why) = prefix_path_problem(path) {
-                        return Err(self.invalid(entry, Rule::UnsafePath(why)));
                     }
                 }
                 _ => {}
@@ -534,9 +529,37 @@ impl WheelArchive {
     pub fn sha256(&self) -> Result<RecordHash, Error> {
         let mut reader = self.zip.clone().into_inner();
         reader.position = 0;
-        let mut hasher = Hasher::new(HashAlgorithm::Sha256);
-        std::io::copy(&mut reader, &mut hasher).map_err(|e| Error::Io(annotate(e, &self.path)))?;
-        Ok(hasher.finish())
+        RecordHash::of_reader(HashAlgorithm::Sha256, reader)
+            .map(|(hash, _)| hash)
+            .map_err(|e| Error::Io(annotate(e, &self.path)))
+    }
+
+    /// Refuses the wheel if a file or script of it would land where the
+    /// environment's rule `check` forbids: each `.data/<key>/` file and
+    /// each entry-point script (a `Scripts` destination) is asked. The
+    /// error names the entry and the rule.
+    pub fn check_destinations(&self, check: DestinationCheck) -> Result<(), Error> {
+        for script in &self.entry_points.scripts {
+            if let Some(why) = check(DataKey::Scripts, &script.name) {
+                return Err(self.invalid(&script.name, Rule::ScriptName(why)));
+            }
+        }
+        for (_, entry) in &self.files {
+            match self.destination(entry) {
+                EntryDestination::Data(DataKey::Scripts, path) => {
+                    if let Some(why) = check(DataKey::Scripts, path) {
+                        return Err(self.invalid(entry, Rule::ScriptName(why)));
+                    }
+                }
+                EntryDestination::Data(key, path) => {
+                    if let Some(why) = check(key, path) {
+                        return Err(self.invalid(entry, Rule::UnsafePath(why)));
+                    }
+                }
+                EntryDestination::Root(_) => {}
+            }
+        }
+        Ok(())
     }
 
     /// Extracts every file into `dest` (which must exist and be empty),

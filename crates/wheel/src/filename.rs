@@ -27,6 +27,55 @@ pub fn normalize_name(name: &str) -> String {
     out
 }
 
+/// A distribution name in its normalized form (*Names and normalization §
+/// Name normalization*): two spellings of one project compare equal
+/// (`Django`, `django`; `zope.interface`, `Zope_Interface`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct PackageName(String);
+
+impl PackageName {
+    /// The normalized form of `name`, however it is spelled.
+    pub fn new(name: &str) -> Self {
+        PackageName(normalize_name(name))
+    }
+
+    /// The normalized name (`zope-interface`).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PackageName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for PackageName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for PackageName {
+    fn as_ref(&self) -> &std::path::Path {
+        std::path::Path::new(&self.0)
+    }
+}
+
+impl PartialEq<str> for PackageName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for PackageName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 /// Escapes a name or version the way wheel file names and `.dist-info`
 /// directory names spell it: `-` becomes `_` (*Binary distribution format §
 /// Escaping and Unicode*). Comparisons use [`escaped_key`].
@@ -54,8 +103,23 @@ pub struct WheelFilename {
 
 impl WheelFilename {
     /// The normalized distribution name (`django`).
-    pub fn normalized_name(&self) -> String {
-        normalize_name(&self.name)
+    pub fn normalized_name(&self) -> PackageName {
+        PackageName::new(&self.name)
+    }
+
+    /// The version as PEP 440 reads it (`1.0` equals `1.0.0`); the file name
+    /// convention requires one (*Binary distribution format § File name
+    /// convention*).
+    pub fn pep440_version(&self) -> Result<crate::Version, Error> {
+        self.version
+            .parse()
+            .map_err(|e: pep440_rs::VersionParseError| Error::InvalidFilename {
+                filename: self.to_string(),
+                reason: format!(
+                    "the version `{}` is not a PEP 440 version: {e}",
+                    self.version
+                ),
+            })
     }
 
     /// Whether a `.dist-info` (or `.data`) directory stem such as

@@ -57,6 +57,17 @@ impl RecordHash {
         hasher.finish()
     }
 
+    /// Hashes everything `reader` yields; returns the hash and the number
+    /// of bytes read.
+    pub fn of_reader(
+        algorithm: HashAlgorithm,
+        mut reader: impl std::io::Read,
+    ) -> std::io::Result<(Self, u64)> {
+        let mut hasher = Hasher::new(algorithm);
+        let size = std::io::copy(&mut reader, &mut hasher)?;
+        Ok((hasher.finish(), size))
+    }
+
     /// The digest as lowercase hex (for `direct_url.json`).
     pub fn hex(&self) -> String {
         self.digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -91,6 +102,19 @@ impl FromStr for RecordHash {
             )));
         }
         Ok(RecordHash { algorithm, digest })
+    }
+}
+
+impl serde::Serialize for RecordHash {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RecordHash {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 

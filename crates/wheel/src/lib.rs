@@ -26,12 +26,14 @@ mod zip_structure;
 pub use entry_points::{EntryPoint, EntryPoints};
 pub use error::{Error, Rule, Violation};
 pub use extract::{ExtractedFile, WheelArchive};
-pub use filename::{WheelFilename, normalize_name};
+pub use filename::{PackageName, WheelFilename, normalize_name};
 pub use hash::{HashAlgorithm, Hasher, RecordHash};
 pub use layout::{
-    DataKey, EntryDestination, classify_entry, prefix_path_problem, script_name_problem,
+    DataKey, DestinationCheck, EntryDestination, classify_entry, script_name_problem,
     validate_relative_path,
 };
 pub use metadata::{CoreMetadata, WheelInfo};
-pub use record::{RecordEntry, parse_record, write_record};
+/// PEP 440 versions and specifiers (*Version specifiers*), from `pep440_rs`.
+pub use pep440_rs::{Version, VersionSpecifiers};
+pub use record::{FileProblem, RecordEntry, parse_record, write_record};
 pub use zip_structure::Limits;

@@ -109,6 +109,47 @@ pub fn write_record<'a>(entries: impl IntoIterator<Item = &'a RecordEntry>) -> V
     writer.into_inner().unwrap_or_default()
 }
 
+/// How a file disagrees with its RECORD row, in one spelling for every
+/// report keel writes (`keel verify --json`, `keel cache verify --json`):
+/// `missing`, `size`, `hash`, `not-a-regular-file`, `symlinked-directory`,
+/// `unreadable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileProblem {
+    /// The file is not there.
+    Missing,
+    /// Its size is not RECORD's.
+    Size,
+    /// Its hash is not RECORD's.
+    Hash,
+    /// A symlink, directory, FIFO or device where a file should be.
+    NotARegularFile,
+    /// A directory on the way to it is a symlink: it is not followed.
+    SymlinkedDirectory,
+    /// It cannot be read.
+    Unreadable,
+}
+
+impl FileProblem {
+    /// The report spelling (`not-a-regular-file`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileProblem::Missing => "missing",
+            FileProblem::Size => "size",
+            FileProblem::Hash => "hash",
+            FileProblem::NotARegularFile => "not-a-regular-file",
+            FileProblem::SymlinkedDirectory => "symlinked-directory",
+            FileProblem::Unreadable => "unreadable",
+        }
+    }
+}
+
+impl std::fmt::Display for FileProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

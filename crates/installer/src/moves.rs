@@ -1,4 +1,4 @@
-//! Planning a commit: which renames put a transaction in place.
+//! The move planner: which renames put a transaction in place.
 //!
 //! The planner walks the staged trees and the environment *without changing
 //! anything*, and writes down every rename: files of replaced or removed
@@ -14,36 +14,7 @@ use keel_venv::{Environment, InstalledDistribution};
 
 use crate::Error;
 use crate::journal::{Journal, Move};
-
-/// Files the environment itself owns: never removed on the word of a RECORD.
-pub(crate) fn is_protected(env: &Environment, path: &Path) -> bool {
-    if path == env.root().join("pyvenv.cfg")
-        || path == env.root().join("lib64")
-        || path.starts_with(env.keel_dir())
-    {
-        return true;
-    }
-    // The scheme directories themselves and every directory above them.
-    if env.site_packages().starts_with(path) || env.scripts_dir().starts_with(path) {
-        return true;
-    }
-    if path.parent() == Some(env.scripts_dir())
-        && let Some(name) = path.file_name().and_then(|n| n.to_str())
-    {
-        return name.starts_with("python") && !name.contains('-')
-            || name.starts_with("activate")
-            || name == "Activate.ps1";
-    }
-    false
-}
-
-/// A file an install would overwrite that another distribution owns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Takeover {
-    pub path: PathBuf,
-    /// The distribution whose RECORD still lists it.
-    pub owner: String,
-}
+use crate::report::Takeover;
 
 /// Whether the directory `dir` holds nothing but files of `leaving` and
 /// directories that do (memoized in `covered`). Symlinks are entries like
@@ -70,7 +41,9 @@ fn holds_only(
     Ok(only)
 }
 
-pub(crate) struct Planner<'a> {
+/// Plans the renames of one transaction, changing nothing: see the module
+/// documentation.
+pub(crate) struct MovePlanner<'a> {
     env: &'a Environment,
     backup: PathBuf,
     journal: Journal,
@@ -89,17 +62,17 @@ pub(crate) struct Planner<'a> {
     symlinked: HashMap<PathBuf, bool>,
     /// The new distribution being installed (for conflict messages).
     pub current: String,
-    pub takeovers: Vec<Takeover>,
+    takeovers: Vec<Takeover>,
 }
 
-impl<'a> Planner<'a> {
+impl<'a> MovePlanner<'a> {
     pub(crate) fn new(
         env: &'a Environment,
         backup: PathBuf,
         leaving: &[InstalledDistribution],
         force: bool,
     ) -> Self {
-        Planner {
+        MovePlanner {
             env,
             backup,
             journal: Journal::default(),
@@ -188,30 +161,29 @@ impl<'a> Planner<'a> {
     /// *Recording installed projects § Intentionally preventing changes*:
     /// paths outside the environment, and the environment's own files, are
     /// never touched, whatever RECORD says.
+    ///
+    /// A distribution without RECORD is refused, whether it is uninstalled,
+    /// removed by `sync` or replaced by an upgrade: nothing says which
+    /// files are its own, and removing only its `.dist-info` would leave
+    /// its files behind, unowned, beside the new version's.
     pub(crate) fn remove_distribution(
         &mut self,
         dist: &InstalledDistribution,
-        require_record: bool,
     ) -> Result<(), Error> {
         match dist.record()? {
-            None if require_record => {
+            None => {
                 return Err(Error::NoRecord {
                     name: dist.name.clone(),
                     path: dist.record_path(),
                 });
             }
-            None => tracing::warn!(
-                "{} {} has no RECORD; only its .dist-info is replaced, other files of it may remain",
-                dist.name,
-                dist.version
-            ),
             Some(rows) => {
                 let mut leaving: Vec<PathBuf> = Vec::new();
                 let mut seen = HashSet::new();
                 for row in rows {
                     let path = dist.resolve(&row.path);
                     if !path.starts_with(self.env.root())
-                        || is_protected(self.env, &path)
+                        || self.env.is_own(&path)
                         || path == self.env.root()
                     {
                         tracing::warn!(
@@ -298,7 +270,7 @@ impl<'a> Planner<'a> {
         by_depth.sort_by_key(|dir| dir.components().count());
         for dir in by_depth {
             if whole.iter().any(|chosen| dir.starts_with(chosen))
-                || is_protected(self.env, dir)
+                || self.env.is_own(dir)
                 || self.through_symlink(dir)
                 || self.is_gone(dir)
             {
@@ -311,8 +283,9 @@ impl<'a> Planner<'a> {
         Ok(whole)
     }
 
-    /// `__pycache__/<stem>.<tag>.pyc` and `.opt-N.pyc` for a removed `.py`
-    /// (PEP 3147 and PEP 488 names).
+    /// The bytecode of a removed `.py` in its `__pycache__`, of every cache
+    /// tag and optimization level (the strict PEP 3147/488 names of
+    /// [`keel_venv::bytecode`]).
     fn bytecode_of(&mut self, source: &Path) -> Result<Vec<PathBuf>, Error> {
         let (Some(dir), Some(stem)) =
             (source.parent(), source.file_stem().and_then(|s| s.to_str()))
@@ -323,16 +296,11 @@ impl<'a> Planner<'a> {
         let Ok(entries) = fs_err::read_dir(&cache) else {
             return Ok(Vec::new());
         };
-        let prefix = format!("{stem}.");
         let mut compiled = Vec::new();
         for entry in entries {
             let name = entry?.file_name();
             if let Some(name) = name.to_str()
-                && let Some(middle) = name
-                    .strip_prefix(&prefix)
-                    .and_then(|rest| rest.strip_suffix(".pyc"))
-                && !middle.is_empty()
-                && middle.split('.').count() <= 2
+                && keel_venv::bytecode::is_bytecode_of(name, stem)
             {
                 let path = cache.join(name);
                 if self.is_removable_file(&path) {
@@ -410,7 +378,7 @@ impl<'a> Planner<'a> {
             Some(existing) if existing.is_dir() && from_is_dir => self.install_tree(from, to, last),
             Some(existing) if existing.is_dir() => Err(Error::Conflict {
                 path: to.to_path_buf(),
-                reason: "a directory is in the way of a file".into(),
+                reason: "a directory is in the way of a file",
             }),
             Some(_) => {
                 // A file (or a symlink: never written through) that no
@@ -440,7 +408,7 @@ impl<'a> Planner<'a> {
     fn owner_of(&mut self, path: &Path) -> Result<Option<String>, Error> {
         if self.owners.is_none() {
             let mut owners = HashMap::new();
-            for dist in self.env.installed()? {
+            for dist in keel_venv::InstalledIndex::read(self.env)?.iter() {
                 if self.leaving.contains(&dist.dist_info) {
                     continue;
                 }

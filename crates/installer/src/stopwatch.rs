@@ -3,14 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-pub(crate) struct Phases {
+/// Times the phases of one transaction.
+pub(crate) struct Stopwatch {
     last: Instant,
     done: Vec<(&'static str, Duration)>,
 }
 
-impl Phases {
+impl Stopwatch {
     pub(crate) fn start() -> Self {
-        Phases {
+        Stopwatch {
             last: Instant::now(),
             done: Vec::new(),
         }

@@ -1,0 +1,152 @@
+//! Everything that can go wrong during an install, an uninstall or a
+//! recovery: one enum, every variant naming the wheel, file or directory it
+//! is about.
+
+use std::path::PathBuf;
+
+use keel_wheel::PackageName;
+
+/// Everything that can go wrong during an install. Every variant names the
+/// wheel, file or directory it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The environment cannot be read.
+    #[error(transparent)]
+    Environment(#[from] keel_venv::Error),
+
+    /// The cache cannot be used.
+    #[error(transparent)]
+    Cache(#[from] keel_cache::Error),
+
+    /// A wheel breaks a rule; the error names the wheel, entry and rule.
+    #[error(transparent)]
+    InvalidWheel(keel_wheel::Error),
+
+    /// Two wheels of one distribution in one transaction.
+    #[error("`{}` and `{}` are both versions of `{name}`; install one at a time", first.display(), second.display())]
+    SameDistributionTwice {
+        /// The distribution.
+        name: PackageName,
+        /// The first wheel.
+        first: PathBuf,
+        /// The second wheel.
+        second: PathBuf,
+    },
+
+    /// Two wheels of one transaction install the same file.
+    #[error("`{}` and `{}` both install `{}`", first.display(), second.display(), path.display())]
+    WheelsOverlap {
+        /// The file, relative to the environment root.
+        path: PathBuf,
+        /// The first wheel.
+        first: PathBuf,
+        /// The second wheel.
+        second: PathBuf,
+    },
+
+    /// A script name that cannot be installed.
+    #[error("invalid wheel `{}`: entry point `{name}` in entry_points.txt: {reason}", wheel.display())]
+    ScriptName {
+        /// The wheel.
+        wheel: PathBuf,
+        /// The entry point or `.data/scripts/` file.
+        name: String,
+        /// The rule it breaks.
+        reason: &'static str,
+    },
+
+    /// A re-extracted archive was damaged again at once.
+    #[error(
+        "the cached archive of `{}` is damaged again right after re-extracting it (`{entry}`: {reason}); is something else writing to the cache?",
+        wheel.display()
+    )]
+    StillDamaged {
+        /// The wheel.
+        wheel: PathBuf,
+        /// The damaged entry.
+        entry: String,
+        /// What is wrong with it.
+        reason: keel_cache::Damage,
+    },
+
+    /// Something in the environment is in the way of a staged file.
+    #[error("cannot install over `{}`: {reason}", path.display())]
+    Conflict {
+        /// The path in the environment.
+        path: PathBuf,
+        /// Why.
+        reason: &'static str,
+    },
+
+    /// A wheel path that cannot be made a `file://` URL.
+    #[error("`{}` is not an absolute path", path.display())]
+    NotAbsolute {
+        /// The path.
+        path: PathBuf,
+    },
+
+    /// The commit failed and every move was undone.
+    #[error("the transaction failed while moving files into place; every change was undone")]
+    CommitRolledBack(#[source] Box<Error>),
+
+    /// The commit failed and some moves could not be undone.
+    #[error(
+        "the transaction failed while moving files into place and {failures} move(s) could not be undone; `keel recover` will retry from `{}`",
+        transaction.display()
+    )]
+    CommitIncomplete {
+        /// How many moves could not be undone.
+        failures: usize,
+        /// The transaction directory.
+        transaction: PathBuf,
+        /// What failed first.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// A journal that cannot be read, or of an unknown format.
+    #[error("the journal `{}` is unreadable: {reason}", path.display())]
+    Journal {
+        /// The journal file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+
+    /// Recovery could not undo an interrupted transaction.
+    #[error("could not roll back the interrupted transaction `{}`: {failures} move(s) failed", transaction.display())]
+    RecoveryFailed {
+        /// The transaction directory.
+        transaction: PathBuf,
+        /// How many moves failed.
+        failures: usize,
+    },
+
+    /// A distribution without RECORD cannot be removed or replaced.
+    #[error("cannot remove or replace {name}: its RECORD `{}` is missing, so keel cannot know which files are its own", path.display())]
+    NoRecord {
+        /// The distribution.
+        name: PackageName,
+        /// Where its RECORD should be.
+        path: PathBuf,
+    },
+
+    /// A staged file would overwrite a file another distribution owns.
+    #[error("`{}` belongs to {owner}; installing {installing} would overwrite it (use --force to let {installing} take it over)", path.display())]
+    FileOwned {
+        /// The file.
+        path: PathBuf,
+        /// The distribution whose RECORD lists it.
+        owner: String,
+        /// The distribution being installed.
+        installing: String,
+    },
+
+    /// Cancelled (SIGINT, SIGTERM) before the commit.
+    #[error("interrupted; nothing was changed")]
+    Interrupted,
+
+    /// An I/O error (it names its path).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}

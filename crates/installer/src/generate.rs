@@ -1,0 +1,117 @@
+//! The files keel writes itself into each staged wheel: entry-point
+//! launchers, `INSTALLER`, `REQUESTED`, `direct_url.json`, and the RECORD
+//! of what is installed (*Recording installed projects*; *Direct URL data
+//! structure*; *Entry points specification*).
+
+use std::path::PathBuf;
+
+use keel_wheel::{HashAlgorithm, RecordEntry, RecordHash, write_record};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::Error;
+use crate::destinations::{Action, Layout, WheelJob};
+use crate::scripts::{launcher, write_executable};
+
+/// Writes the generated files of every staged wheel, on every core.
+pub(crate) fn write_all(jobs: &[WheelJob], layout: &Layout) -> Result<(), Error> {
+    jobs.par_iter()
+        .try_for_each(|job| write_generated(job, layout))
+}
+
+/// `direct_url.json` of an archive URL (*Direct URL data structure §
+/// Archive URLs*).
+#[derive(Serialize)]
+struct DirectUrl<'a> {
+    archive_info: ArchiveInfo<'a>,
+    url: &'a str,
+}
+
+#[derive(Serialize)]
+struct ArchiveInfo<'a> {
+    /// The legacy key, which must agree with `hashes`.
+    hash: String,
+    hashes: Hashes<'a>,
+}
+
+#[derive(Serialize)]
+struct Hashes<'a> {
+    sha256: &'a str,
+}
+
+/// Writes the files keel generates for one staged wheel: entry-point
+/// launchers, `INSTALLER`, `REQUESTED`, `direct_url.json` and the new
+/// RECORD listing every installed file with hash and size (*Recording
+/// installed projects*; *Direct URL data structure*).
+fn write_generated(job: &WheelJob, layout: &Layout) -> Result<(), Error> {
+    let manifest = &job.archive.manifest;
+    let mut rows: Vec<RecordEntry> = Vec::with_capacity(job.files.len() + 8);
+    for file in job.files.iter().filter(|f| f.action != Action::CheckOnly) {
+        let entry = &manifest.files[file.index];
+        let (hash, size) = match job.rewritten.get(&file.index) {
+            Some((hash, size)) => (hash.clone(), *size),
+            None => (entry.hash.clone(), entry.size),
+        };
+        rows.push(RecordEntry {
+            path: layout.record_path(&file.dest),
+            hash: Some(hash),
+            size: Some(size),
+        });
+    }
+    let mut generate = |dest: PathBuf, bytes: &[u8], executable: bool| -> Result<(), Error> {
+        let target = job.staged_path(&dest);
+        if executable {
+            write_executable(&target, bytes)?;
+        } else {
+            fs_err::write(&target, bytes)?;
+        }
+        rows.push(RecordEntry {
+            path: layout.record_path(&dest),
+            hash: Some(RecordHash::of(HashAlgorithm::Sha256, bytes)),
+            size: Some(bytes.len() as u64),
+        });
+        Ok(())
+    };
+    for entry_point in &manifest.entry_points {
+        generate(
+            layout.scripts.join(&entry_point.name),
+            &launcher(entry_point, &layout.python),
+            true,
+        )?;
+    }
+    let dist_info = layout.site_packages.join(&manifest.dist_info);
+    generate(dist_info.join("INSTALLER"), b"keel\n", false)?;
+    generate(dist_info.join("REQUESTED"), b"", false)?;
+    generate(dist_info.join("direct_url.json"), &direct_url(job)?, false)?;
+    let record_dest = dist_info.join("RECORD");
+    rows.push(RecordEntry {
+        path: layout.record_path(&record_dest),
+        hash: None,
+        size: None,
+    });
+    fs_err::write(job.staged_path(&record_dest), write_record(&rows))?;
+    Ok(())
+}
+
+/// *Direct URL data structure*: a local wheel is an archive URL; keel
+/// records the `file://` URL and the wheel's sha256 (both the `hashes` map
+/// and the legacy `hash` key, which must agree).
+fn direct_url(job: &WheelJob) -> Result<Vec<u8>, Error> {
+    let url = url::Url::from_file_path(&job.source.path).map_err(|()| Error::NotAbsolute {
+        path: job.source.path.clone(),
+    })?;
+    let sha256 = &job.archive.manifest.wheel_sha256;
+    let value = DirectUrl {
+        archive_info: ArchiveInfo {
+            hash: format!("sha256={sha256}"),
+            hashes: Hashes { sha256 },
+        },
+        url: url.as_str(),
+    };
+    serde_json::to_vec(&value).map_err(|e| {
+        Error::Io(std::io::Error::other(format!(
+            "cannot write direct_url.json for `{}`: {e}",
+            job.source.path.display()
+        )))
+    })
+}
