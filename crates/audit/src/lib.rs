@@ -6,119 +6,59 @@
 //! that each listed file exists as a regular file with that size and hash,
 //! and which files inside the distribution's own directories no RECORD
 //! lists. It reads nothing but the environment, and hashes on every core.
+//!
+//! - [`audit`] audits the distributions of a [`keel_venv::Environment`]
+//!   (all of them, or those named) and returns a [`Report`]; damage is a
+//!   finding in the report, never an [`Error`].
+//! - [`Report`]: one [`DistributionReport`] per audited distribution, by
+//!   name, and the top-level entries of site-packages that no distribution
+//!   owns (looked for only when every distribution is audited).
+//! - [`DistributionReport`]: its [`Status`] (intact, damaged, or
+//!   uncheckable for want of a usable RECORD), and what is wrong: files
+//!   missing, [`Modified`] (each with its reason, a
+//!   [`keel_wheel::FileProblem`]: size, hash, not a regular file, a
+//!   symlinked directory, unreadable) and unlisted.
+//! - [`Error`]: what stops an audit: an environment that cannot be read, or
+//!   names that match no installed distribution.
+//!
+//! ```no_run
+//! use keel_audit::{Status, audit};
+//! use keel_venv::Environment;
+//!
+//! let env = Environment::open("/path/to/venv".as_ref())?;
+//! let report = audit(&env, &[])?;
+//! for dist in &report.distributions {
+//!     if dist.status != Status::Intact {
+//!         println!("{} {}: {:?}", dist.name, dist.version, dist.status);
+//!     }
+//!     for modified in &dist.modified {
+//!         println!("  {} ({})", modified.path, modified.reason);
+//!     }
+//! }
+//! println!("intact: {}", report.is_intact());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+
+mod checks;
+mod error;
+mod records;
+mod report;
+mod unlisted;
 
 use std::collections::{BTreeSet, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use keel_venv::{Environment, InstalledDistribution, InstalledIndex};
-use keel_wheel::{FileProblem, PackageName, RecordHash, Version};
+use keel_wheel::PackageName;
 use rayon::prelude::*;
-use serde::Serialize;
 
-/// Everything that can stop an audit (damage is a finding, not an error).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Environment(#[from] keel_venv::Error),
-    /// Names given on the command line, as the user spelled them, that match
-    /// no installed distribution (in the order given).
-    #[error("{}", not_installed_message(names))]
-    NotInstalled { names: Vec<String> },
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
+use checks::{Finding, check_files, skip_symlinked, symlinked_directories};
+use records::Records;
+use unlisted::{unlisted_files, unowned_entries};
 
-fn not_installed_message(names: &[String]) -> String {
-    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
-    match quoted.as_slice() {
-        [one] => format!("no distribution named {one} is installed"),
-        _ => format!("no distributions named {} are installed", quoted.join(", ")),
-    }
-}
-
-/// The state of one distribution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Status {
-    Intact,
-    Damaged,
-    /// No RECORD: nothing can be checked.
-    NoRecord,
-    /// A RECORD that cannot be read or parsed: nothing can be checked
-    /// (`record_error` says why).
-    BadRecord,
-}
-
-/// A listed file whose content is not what RECORD says, or that cannot be
-/// read; or a directory of the distribution that cannot be listed (so its
-/// unlisted files cannot be looked for).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Modified {
-    /// The path as RECORD spells it (a directory: relative to the directory
-    /// holding `.dist-info`, `/`-separated, as RECORD would spell it).
-    pub path: String,
-    /// `size`, `hash`, `not-a-regular-file`, `symlinked-directory` (a
-    /// directory of the distribution replaced by a symbolic link), or
-    /// `unreadable`.
-    pub reason: FileProblem,
-}
-
-/// The audit of one distribution.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DistributionReport {
-    /// Normalized name.
-    pub name: PackageName,
-    /// The version its `.dist-info` names.
-    pub version: Version,
-    /// Its `.dist-info` directory.
-    pub dist_info: PathBuf,
-    /// Intact, damaged, or uncheckable.
-    pub status: Status,
-    /// Listed files that do not exist.
-    pub missing: Vec<String>,
-    pub modified: Vec<Modified>,
-    /// Files in the distribution's own directories that no RECORD lists
-    /// (compiled bytecode of listed sources excepted).
-    pub unlisted: Vec<PathBuf>,
-    /// How many listed files were checked.
-    pub files: usize,
-    /// Why RECORD could not be used (status `bad-record`; null otherwise).
-    pub record_error: Option<String>,
-}
-
-/// The audit of an environment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Report {
-    /// The environment's root.
-    pub environment: PathBuf,
-    /// One report per audited distribution, by name.
-    pub distributions: Vec<DistributionReport>,
-    /// Top-level entries of site-packages that no distribution owns: a
-    /// `.pth` file or module dropped there runs or imports with every
-    /// interpreter start, yet belongs to nothing that could be checked.
-    /// Looked for only when every distribution is audited.
-    pub unowned: Vec<PathBuf>,
-}
-
-impl Report {
-    /// Whether every audited file is intact and nothing is unowned.
-    pub fn is_intact(&self) -> bool {
-        self.unowned.is_empty()
-            && self
-                .distributions
-                .iter()
-                .all(|d| d.status == Status::Intact)
-    }
-}
-
-/// One listed file to check.
-struct Check {
-    dist: usize,
-    record_path: String,
-    path: PathBuf,
-    hash: Option<RecordHash>,
-    size: Option<u64>,
-}
+pub use error::Error;
+pub use report::{DistributionReport, Modified, Report, Status};
 
 /// Audits the distributions named (all when `names` is empty).
 pub fn audit(env: &Environment, names: &[String]) -> Result<Report, Error> {
@@ -153,148 +93,24 @@ fn audit_distributions(
     wanted: Option<&HashSet<PackageName>>,
 ) -> Result<Report, Error> {
     let site = env.site_packages();
-    let mut dists: Vec<&InstalledDistribution> = Vec::new();
-    let mut reports = Vec::new();
-    let mut checks = Vec::new();
-    let mut claimed: HashSet<PathBuf> = HashSet::new();
-    // The top-level entries of site-packages that hold a claimed path.
-    let mut owned_tops: HashSet<PathBuf> = HashSet::new();
-    let mut roots: Vec<BTreeSet<PathBuf>> = Vec::new();
-    for dist in all {
-        // A RECORD that cannot be used is that distribution's finding, not
-        // the end of the audit: the others are still checked.
-        let (status, rows, record_error) = match dist.record() {
-            Ok(Some(rows)) => (Status::Intact, rows, None),
-            Ok(None) => (Status::NoRecord, Vec::new(), None),
-            Err(error) => (Status::BadRecord, Vec::new(), Some(error.to_string())),
-        };
-        let audited = wanted.is_none_or(|wanted| wanted.contains(&dist.name));
-        let mut own_roots = BTreeSet::new();
-        let mut files = 0;
-        for row in rows {
-            let path = dist.resolve(&row.path);
-            // The top-level entry of site-packages this file lives in.
-            if let Ok(inside) = path.strip_prefix(site)
-                && let Some(first) = inside.components().next()
-            {
-                let top = site.join(first);
-                if audited {
-                    own_roots.insert(top.clone());
-                }
-                owned_tops.insert(top);
-            }
-            claimed.insert(path.clone());
-            // RECORD cannot hold its own hash; that it exists was just read.
-            if !audited || path == dist.record_path() {
-                continue;
-            }
-            files += 1;
-            checks.push(Check {
-                dist: reports.len(),
-                record_path: row.path,
-                path,
-                hash: row.hash,
-                size: row.size,
-            });
-        }
-        if !audited {
-            continue;
-        }
-        dists.push(dist);
-        roots.push(own_roots);
-        reports.push(DistributionReport {
-            name: dist.name.clone(),
-            version: dist.version.clone(),
-            dist_info: dist.dist_info.clone(),
-            status,
-            missing: Vec::new(),
-            modified: Vec::new(),
-            unlisted: Vec::new(),
-            files,
-            record_error,
-        });
-    }
+    let Records {
+        mut reports,
+        roots,
+        mut checks,
+        claimed,
+        owned_tops,
+    } = Records::read(site, all, wanted);
 
     // A directory on the way to listed files that is now a symbolic link
     // points them elsewhere: whatever is found there, it is not what was
     // installed here. Reported once per distribution; its files unchecked.
     let symlinked = symlinked_directories(env.root(), &checks);
-    let mut findings: Vec<(usize, Finding)> = Vec::new();
-    let mut reported: HashSet<(usize, &Path)> = HashSet::new();
-    checks.retain(|check| {
-        let Some(dir) = check.path.ancestors().find_map(|a| symlinked.get(a)) else {
-            return true;
-        };
-        if reported.insert((check.dist, dir.as_path())) {
-            findings.push((
-                check.dist,
-                Finding::Modified(Modified {
-                    path: env.record_spelling(dir),
-                    reason: FileProblem::SymlinkedDirectory,
-                }),
-            ));
-        }
-        false
-    });
-    findings.par_extend(
-        checks
-            .par_iter()
-            .filter_map(|check| check_file(check).map(|finding| (check.dist, finding))),
-    );
-    for (dist, finding) in findings {
-        let report = &mut reports[dist];
-        report.status = Status::Damaged;
-        match finding {
-            Finding::Missing(path) => report.missing.push(path),
-            Finding::Modified(modified) => report.modified.push(modified),
-        }
-    }
+    let mut findings = skip_symlinked(env, &symlinked, &mut checks);
+    findings.par_extend(check_files(&checks));
+    record_findings(&mut reports, findings);
 
     for (report, own_roots) in reports.iter_mut().zip(&roots) {
-        if matches!(report.status, Status::NoRecord | Status::BadRecord) {
-            continue;
-        }
-        for root in own_roots {
-            if symlinked.contains(root) {
-                continue;
-            }
-            for entry in walkdir::WalkDir::new(root)
-                .follow_links(false)
-                .sort_by_file_name()
-            {
-                let entry = match entry {
-                    Ok(entry) => entry,
-                    Err(error) => {
-                        // Gone (a removed package directory, whose files are
-                        // reported missing): nothing to list. Any other error
-                        // hides what the directory holds: not provably intact.
-                        let gone = error
-                            .io_error()
-                            .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound);
-                        if let (false, Some(path)) = (gone, error.path()) {
-                            report.modified.push(Modified {
-                                path: env.record_spelling(path),
-                                reason: FileProblem::Unreadable,
-                            });
-                            report.status = Status::Damaged;
-                        }
-                        continue;
-                    }
-                };
-                let path = entry.path();
-                // A directory (or one made a link: reported above) is no file.
-                if entry.file_type().is_dir() || symlinked.contains(path) {
-                    continue;
-                }
-                if claimed.contains(path) || is_bytecode_of_claimed(path, &claimed) {
-                    continue;
-                }
-                report.unlisted.push(path.to_path_buf());
-                report.status = Status::Damaged;
-            }
-        }
-        report.missing.sort();
-        report.modified.sort_by(|a, b| a.path.cmp(&b.path));
+        finish_report(env, report, own_roots, &symlinked, &claimed);
     }
     let unowned = if wanted.is_none() {
         unowned_entries(site, &claimed, &owned_tops)?
@@ -308,156 +124,226 @@ fn audit_distributions(
     })
 }
 
-/// The entries directly in site-packages that no RECORD claims: a file (or
-/// symlink) not listed, a directory under which nothing is listed, a
-/// `__pycache__` file that is not bytecode of a listed module. A
-/// `.dist-info` directory is a distribution, reported as one (even without
-/// RECORD); everything else that an installer leaves is listed in a RECORD
-/// (*Recording installed projects § The RECORD file*), `.pth` files
-/// included.
-fn unowned_entries(
-    site: &Path,
+/// Files each finding under its distribution's report (by index), in order,
+/// and marks that distribution damaged.
+fn record_findings(reports: &mut [DistributionReport], findings: Vec<(usize, Finding)>) {
+    for (dist, finding) in findings {
+        let report = &mut reports[dist];
+        report.status = Status::Damaged;
+        match finding {
+            Finding::Missing(path) => report.missing.push(path),
+            Finding::Modified(modified) => report.modified.push(modified),
+        }
+    }
+}
+
+/// Adds to a checked distribution's report what no RECORD lists in its
+/// directories (`own_roots`), then sorts its missing and modified files.
+/// A distribution without a usable RECORD has neither files nor
+/// directories: it is left as it is.
+fn finish_report(
+    env: &Environment,
+    report: &mut DistributionReport,
+    own_roots: &BTreeSet<PathBuf>,
+    symlinked: &HashSet<PathBuf>,
     claimed: &HashSet<PathBuf>,
-    owned_tops: &HashSet<PathBuf>,
-) -> Result<Vec<PathBuf>, Error> {
-    let mut unowned = Vec::new();
-    for entry in fs_err::read_dir(site)? {
-        let entry = entry?;
-        let path = entry.path();
-        let name = entry.file_name();
-        let is_dir = entry.file_type()?.is_dir();
-        if is_dir && name == "__pycache__" {
-            // Bytecode of top-level modules is theirs; the rest is nobody's.
-            match fs_err::read_dir(&path) {
-                Ok(files) => {
-                    for file in files {
-                        let file = file?.path();
-                        if !claimed.contains(&file) && !is_bytecode_of_claimed(&file, claimed) {
-                            unowned.push(file);
-                        }
-                    }
-                }
-                // What cannot be listed cannot be shown to be bytecode.
-                Err(_) => unowned.push(path),
-            }
-            continue;
-        }
-        let is_distribution = is_dir && name.to_string_lossy().ends_with(".dist-info");
-        if !is_distribution && !owned_tops.contains(&path) {
-            unowned.push(path);
-        }
+) {
+    if matches!(report.status, Status::NoRecord | Status::BadRecord) {
+        return;
     }
-    unowned.sort();
-    Ok(unowned)
-}
-
-/// The directories strictly inside `root` on the way to a checked file that
-/// are symbolic links (one `lstat` per directory).
-fn symlinked_directories(root: &Path, checks: &[Check]) -> HashSet<PathBuf> {
-    let mut seen: HashSet<&Path> = HashSet::new();
-    for check in checks {
-        for dir in check.path.ancestors().skip(1) {
-            if dir == root || !dir.starts_with(root) || !seen.insert(dir) {
-                break;
-            }
-        }
+    let found = unlisted_files(env, own_roots, symlinked, claimed);
+    if !found.is_empty() {
+        report.status = Status::Damaged;
     }
-    seen.into_iter()
-        .filter(|dir| fs_err::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()))
-        .map(Path::to_path_buf)
-        .collect()
-}
-
-enum Finding {
-    Missing(String),
-    Modified(Modified),
-}
-
-fn check_file(check: &Check) -> Option<Finding> {
-    let modified = |reason: FileProblem| {
-        Some(Finding::Modified(Modified {
-            path: check.record_path.clone(),
-            reason,
-        }))
-    };
-    let metadata = match fs_err::symlink_metadata(&check.path) {
-        Ok(metadata) => metadata,
-        // Not there, or a parent directory is now a file.
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-            ) =>
-        {
-            return Some(Finding::Missing(check.record_path.clone()));
-        }
-        // There, maybe, behind a directory this user may not search.
-        Err(_) => return modified(FileProblem::Unreadable),
-    };
-    if !metadata.is_file() {
-        return modified(FileProblem::NotARegularFile);
-    }
-    if check.size.is_some_and(|size| size != metadata.len()) {
-        return modified(FileProblem::Size);
-    }
-    let expected = check.hash.as_ref()?;
-    let hashed = fs_err::File::open(&check.path)
-        .and_then(|file| RecordHash::of_reader(expected.algorithm, file));
-    match hashed {
-        Ok((hash, _)) if hash == *expected => None,
-        Ok(_) => modified(FileProblem::Hash),
-        Err(_) => modified(FileProblem::Unreadable),
-    }
-}
-
-/// `pkg/__pycache__/mod.cpython-311.pyc` (or `.opt-1.pyc`) of a claimed
-/// `pkg/mod.py`: Python writes these at import time. The name must have the
-/// shape Python gives it ([`keel_venv::bytecode`]); anything else in
-/// `__pycache__` is a file no RECORD lists.
-fn is_bytecode_of_claimed(path: &Path, claimed: &HashSet<PathBuf>) -> bool {
-    keel_venv::bytecode::source_of(path).is_some_and(|source| claimed.contains(&source))
+    report.modified.extend(found.unreadable);
+    report.unlisted.extend(found.files);
+    report.missing.sort();
+    report.modified.sort_by(|a, b| a.path.cmp(&b.path));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keel_wheel::{FileProblem, HashAlgorithm, RecordHash};
+    use std::path::Path;
 
-    #[test]
-    fn bytecode_of_a_listed_source_is_not_unlisted() {
-        let claimed: HashSet<PathBuf> = [PathBuf::from("/s/pkg/mod.py")].into_iter().collect();
-        assert!(is_bytecode_of_claimed(
-            Path::new("/s/pkg/__pycache__/mod.cpython-311.pyc"),
-            &claimed
-        ));
-        assert!(is_bytecode_of_claimed(
-            Path::new("/s/pkg/__pycache__/mod.cpython-311.opt-2.pyc"),
-            &claimed
-        ));
-        assert!(!is_bytecode_of_claimed(
-            Path::new("/s/pkg/__pycache__/other.cpython-311.pyc"),
-            &claimed
-        ));
-        assert!(!is_bytecode_of_claimed(
-            Path::new("/s/pkg/mod.pyc"),
-            &claimed
-        ));
+    fn write(path: &Path, bytes: &[u8]) {
+        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+        fs_err::write(path, bytes).unwrap();
+    }
+
+    fn row(path: &str, bytes: &[u8]) -> String {
+        let hash = RecordHash::of(HashAlgorithm::Sha256, bytes);
+        format!("{path},{hash},{}\n", bytes.len())
+    }
+
+    fn fake_env() -> (tempfile::TempDir, Environment) {
+        let dir = tempfile::tempdir().unwrap();
+        write(&dir.path().join("pyvenv.cfg"), b"version = 3.11.7\n");
+        let site = dir.path().join("lib/python3.11/site-packages");
+        fs_err::create_dir_all(&site).unwrap();
+        // alpha: one of every file finding.
+        write(&site.join("alpha/__init__.py"), b"init");
+        write(&site.join("alpha/changed.py"), b"abcd");
+        write(&site.join("alpha/big.py"), b"toolong");
+        write(&site.join("alpha/extra.py"), b"x");
+        write(&site.join("alpha/plugin.py"), b"beta's");
+        write(
+            &site.join("alpha/__pycache__/__init__.cpython-311.pyc"),
+            b"",
+        );
+        write(&site.join("alpha/__pycache__/junk.txt"), b"");
+        write(&site.join("six.py"), b"six");
+        write(&dir.path().join("bin/alpha"), b"#!");
+        let record = [
+            row("alpha/__init__.py", b"init"),
+            row("alpha/gone.py", b"gone"),
+            row("alpha/changed.py", b"wxyz"),
+            row("alpha/big.py", b"short"),
+            row("six.py", b"six"),
+            row("../../../bin/alpha", b"#!"),
+            "alpha-1.0.dist-info/RECORD,,\n".to_string(),
+        ]
+        .concat();
+        write(&site.join("alpha-1.0.dist-info/RECORD"), record.as_bytes());
+        // beta: a directory made a symbolic link; claims a file in alpha/.
+        write(&dir.path().join("elsewhere/mod.py"), b"mod");
+        write(&dir.path().join("elsewhere/other.py"), b"mod");
+        write(&site.join("beta/__init__.py"), b"b");
+        fs_err::os::unix::fs::symlink(dir.path().join("elsewhere"), site.join("beta/sub")).unwrap();
+        let record = [
+            row("beta/__init__.py", b"b"),
+            row("beta/sub/mod.py", b"mod"),
+            row("beta/sub/two.py", b"two"),
+            row("alpha/plugin.py", b"beta's"),
+            "beta-2.0.dist-info/RECORD,,\n".to_string(),
+        ]
+        .concat();
+        write(&site.join("beta-2.0.dist-info/RECORD"), record.as_bytes());
+        // gamma: no RECORD; delta: a malformed one.
+        fs_err::create_dir_all(site.join("gamma-0.1.dist-info")).unwrap();
+        write(&site.join("delta/__init__.py"), b"d");
+        write(&site.join("delta-1.0.dist-info/RECORD"), b"a,b\n");
+        // Nobody's.
+        write(&site.join("stray.pth"), b"import os");
+        write(&site.join("__pycache__/six.cpython-311.pyc"), b"");
+        write(&site.join("__pycache__/stray.cpython-311.pyc"), b"");
+        write(&site.join("orphan/x.py"), b"");
+        let env = Environment::open(dir.path()).unwrap();
+        (dir, env)
+    }
+
+    fn modified(path: &str, reason: FileProblem) -> Modified {
+        Modified {
+            path: path.to_string(),
+            reason,
+        }
     }
 
     #[test]
-    fn unknown_names_are_reported_as_spelled() {
-        let one = Error::NotInstalled {
-            names: vec!["Keel_Nope".to_string()],
+    fn a_whole_environment_is_audited() {
+        let (_dir, env) = fake_env();
+        let site = env.site_packages().to_path_buf();
+        let report = audit(&env, &[]).unwrap();
+        assert_eq!(report.environment, env.root());
+        assert!(!report.is_intact());
+        let names: Vec<&str> = report
+            .distributions
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect();
+        assert_eq!(names, ["alpha", "beta", "delta", "gamma"]);
+        let [alpha, beta, delta, gamma] = &report.distributions[..] else {
+            unreachable!()
         };
+        assert_eq!(alpha.status, Status::Damaged);
+        assert_eq!(alpha.files, 6);
+        assert_eq!(alpha.missing, ["alpha/gone.py"]);
         assert_eq!(
-            one.to_string(),
-            "no distribution named `Keel_Nope` is installed"
+            alpha.modified,
+            [
+                modified("alpha/big.py", FileProblem::Size),
+                modified("alpha/changed.py", FileProblem::Hash),
+            ]
         );
-        let two = Error::NotInstalled {
-            names: vec!["a".to_string(), "B.c".to_string()],
-        };
         assert_eq!(
-            two.to_string(),
-            "no distributions named `a`, `B.c` are installed"
+            alpha.unlisted,
+            [
+                site.join("alpha/__pycache__/junk.txt"),
+                site.join("alpha/extra.py")
+            ]
         );
+        assert_eq!(alpha.record_error, None);
+        assert_eq!(alpha.version, "1.0".parse().unwrap());
+        assert_eq!(alpha.dist_info, site.join("alpha-1.0.dist-info"));
+
+        assert_eq!(beta.status, Status::Damaged);
+        assert_eq!(beta.files, 4);
+        assert!(beta.missing.is_empty());
+        assert_eq!(
+            beta.modified,
+            [modified("beta/sub", FileProblem::SymlinkedDirectory)]
+        );
+        // beta lists a file in alpha/, so alpha/ is one of its directories too.
+        assert_eq!(beta.unlisted, alpha.unlisted);
+
+        assert_eq!(delta.status, Status::BadRecord);
+        assert_eq!(delta.files, 0);
+        assert!(
+            delta
+                .record_error
+                .as_ref()
+                .unwrap()
+                .contains("expected 3 fields")
+        );
+        assert_eq!(gamma.status, Status::NoRecord);
+        assert_eq!(gamma.record_error, None);
+
+        assert_eq!(
+            report.unowned,
+            [
+                site.join("__pycache__/stray.cpython-311.pyc"),
+                site.join("delta"),
+                site.join("orphan"),
+                site.join("stray.pth"),
+            ]
+        );
+    }
+
+    #[test]
+    fn named_distributions_are_judged_against_every_record() {
+        let (_dir, env) = fake_env();
+        let report = audit(&env, &["ALPHA".to_string()]).unwrap();
+        assert_eq!(report.distributions.len(), 1);
+        let alpha = &report.distributions[0];
+        assert_eq!(alpha.name.as_str(), "alpha");
+        // alpha/plugin.py is beta's: listed, so not unlisted.
+        assert_eq!(alpha.unlisted.len(), 2);
+        assert!(report.unowned.is_empty());
+        let err = audit(
+            &env,
+            &["nope".into(), "alpha".into(), "Nope".into(), "x".into()],
+        )
+        .unwrap_err();
+        assert!(matches!(&err, Error::NotInstalled { names } if names == &["nope", "x"]));
+    }
+
+    #[test]
+    fn an_intact_environment_is_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        write(&dir.path().join("pyvenv.cfg"), b"version = 3.11.7\n");
+        let site = dir.path().join("lib/python3.11/site-packages");
+        write(&site.join("pkg/__init__.py"), b"hi");
+        let record = [
+            row("pkg/__init__.py", b"hi"),
+            "pkg-1.dist-info/RECORD,,\n".into(),
+        ]
+        .concat();
+        write(&site.join("pkg-1.dist-info/RECORD"), record.as_bytes());
+        let env = Environment::open(dir.path()).unwrap();
+        let report = audit(&env, &[]).unwrap();
+        assert!(report.is_intact());
+        assert_eq!(report.distributions[0].status, Status::Intact);
+        assert_eq!(report.distributions[0].files, 1);
     }
 }

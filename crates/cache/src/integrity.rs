@@ -1,5 +1,10 @@
 //! Is an archive file still what its wheel's RECORD says? By a stamp that
-//! still holds, or by hashing (`shared/design.md`, guarantee 1).
+//! still holds, or by hashing.
+//!
+//! This is what keeps damage from passing silently: every file an install
+//! puts in place is proven to match its RECORD entry (size always, content
+//! by hashing or by a stamp that still holds; with `--verify`, every byte
+//! hashed), and an archive file that fails is re-extracted, never used.
 //!
 //! Shared by the installer (which proves every file it stages) and by
 //! `keel cache verify` (which proves every file of every archive).
@@ -108,12 +113,16 @@ pub fn check_metadata(
 /// by path, or `rustix`'s `statat` relative to a directory descriptor).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileStat {
+    /// Whether it is a regular file (not a symlink, directory, FIFO…).
     pub is_file: bool,
+    /// Its size in bytes.
     pub size: u64,
+    /// Its stamp, to compare with the one its manifest holds.
     pub stamp: Stamp,
 }
 
 impl FileStat {
+    /// From `std` metadata (`symlink_metadata`, for the file itself).
     pub fn of_metadata(metadata: &std::fs::Metadata) -> Self {
         FileStat {
             is_file: metadata.is_file(),
@@ -122,6 +131,8 @@ impl FileStat {
         }
     }
 
+    /// From a `rustix` stat (`statat` with `AT_SYMLINK_NOFOLLOW`, for the
+    /// file itself).
     pub fn of_stat(stat: &rustix::fs::Stat) -> Self {
         let size = u64::try_from(stat.st_size).unwrap_or_default();
         FileStat {

@@ -1,12 +1,45 @@
-//! keel's archive cache: every wheel unpacked once, verified while it was
-//! written, and remembered with a stamp per file.
+//! keel's archive cache: every wheel unpacked once, every file hashed
+//! against the wheel's RECORD while it was written, and remembered with a
+//! stamp per file, so that a later install proves a file by one `stat`
+//! instead of hashing it again.
 //!
-//! Layout under the cache root (see `README.md` § Cache layout):
+//! # Principal types
+//!
+//! - [`Cache`]: the cache at one root directory. [`Cache::lookup`] follows
+//!   a wheel's pointer to its archive, [`Cache::unpack`] unpacks a wheel
+//!   into a fresh archive, and [`Cache::obtain`] does both for a set of
+//!   wheels on every core.
+//! - [`WheelSource`]: a `.whl` the user named, with the file name, size and
+//!   modification time that key its pointer.
+//! - [`Archive`]: a wheel unpacked in the cache (its files under
+//!   [`Archive::tree`]) and its [`Manifest`]: the wheel's identity and, per
+//!   file, a [`ManifestFile`] holding RECORD's hash and size and the
+//!   [`Stamp`] (device, inode, size, mtime) taken when it was last hashed.
+//! - [`Lookup`]: what following a pointer found: an archive, no pointer,
+//!   or a pointer or manifest that cannot be used.
+//! - [`Obtained`]: an archive [`Cache::obtain`] returns, with its
+//!   [`ArchiveOrigin`] (reused, unpacked, or unpacked again after damage);
+//!   an [`UnpackObserver`] hears each unpack start and end.
+//! - [`ArchiveProblem`]: what is wrong with a pointer or a manifest.
+//! - [`Damage`] and [`Proof`]: what [`check_file`] found of one archive
+//!   file: why it cannot be used, or how it was proven to match RECORD (its
+//!   stamp still holds, or it was hashed).
+//! - [`CacheLock`]: a held advisory lock, shared for installs
+//!   ([`Cache::lock_shared`]), exclusive for maintenance
+//!   ([`Cache::lock_exclusive`]).
+//! - [`maintenance`]: `keel cache clean`, `prune`, `verify [--repair]` and
+//!   `size`, and their reports.
+//!
+//! # Layout
+//!
+//! Under the cache root (see `README.md` § Cache layout):
 //!
 //! ```text
 //! CACHEDIR.TAG                     marks the directory as a cache for backup tools
-//! .lock                            shared by installs, exclusive for clean/prune
+//! .lock                            shared by installs, exclusive for clean/prune/repair
+//! .turnstile                       keeps clean/prune/repair from starving behind installs
 //! tmp/unpack-XXXXXXXX/             an unpack in progress (removed on failure)
+//! archives-v1/<name>/              locked while a wheel of <name> is unpacked
 //! archives-v1/<name>/<id>/tree/    the wheel's files, exactly as in the zip
 //! archives-v1/<name>/<id>/manifest.json
 //!                                  the wheel's identity and, per file, RECORD
@@ -21,8 +54,36 @@
 //! place: a damaged archive is abandoned and a fresh one unpacked beside it,
 //! then the pointer is replaced with one `rename`.
 //!
-//! Maintenance (`keel cache clean`, `prune`, `verify`, `size`) lives in
-//! [`maintenance`]; locks in [`CacheLock`].
+//! # Example
+//!
+//! Obtain a wheel's archive, prove its files, and record the stamps that
+//! hashing renewed:
+//!
+//! ```no_run
+//! use keel_cache::{Cache, Proof, WheelSource, check_file};
+//!
+//! # fn main() -> Result<(), keel_cache::Error> {
+//! let cache = Cache::at(&Cache::default_root()?)?;
+//! // Held until the archives are no longer needed: no clean meanwhile.
+//! let _lock = cache.lock_shared()?;
+//! let wheel = WheelSource::new("dist/flask-3.0.0-py3-none-any.whl".as_ref())?;
+//! for obtained in cache.obtain(&[wheel], &())? {
+//!     let archive = obtained.archive;
+//!     let mut renewed = Vec::new();
+//!     for (index, file) in archive.manifest.files.iter().enumerate() {
+//!         match check_file(&archive.tree().join(&file.path), file, false) {
+//!             Ok(Proof::Hash(Some(stamp))) => renewed.push((index, stamp)),
+//!             Ok(_) => {}
+//!             Err(damage) => eprintln!("{}: {damage}", file.path),
+//!         }
+//!     }
+//!     cache.restamp(&archive, &renewed)?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(missing_docs)]
 
 mod integrity;
 mod lock;
@@ -52,17 +113,26 @@ use lock::LockKind;
 /// Everything that can go wrong in the cache.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// No cache directory was given and [`Cache::default_root`] finds none
+    /// in the environment.
     #[error(
         "cannot determine the cache directory: set KEEL_CACHE_DIR, XDG_CACHE_HOME or HOME, or pass --cache-dir"
     )]
     NoCacheDir,
 
+    /// The wheel file named does not exist.
     #[error("wheel `{}` does not exist", path.display())]
-    WheelNotFound { path: PathBuf },
+    WheelNotFound {
+        /// The wheel's absolute path.
+        path: PathBuf,
+    },
 
+    /// The file's name is not a wheel file name.
     #[error("cannot use `{}` as a wheel", path.display())]
     Wheel {
+        /// The file's absolute path.
         path: PathBuf,
+        /// Why its name does not parse.
         #[source]
         source: keel_wheel::Error,
     },
@@ -71,36 +141,57 @@ pub enum Error {
     #[error(transparent)]
     InvalidWheel(keel_wheel::Error),
 
+    /// A file system operation failed while unpacking (opening or reading
+    /// the `.whl`, writing the archive); the wheel itself is not at fault.
     #[error("failed to unpack `{}` into the cache", wheel.display())]
     Unpack {
+        /// The wheel's path.
         wheel: PathBuf,
+        /// The wheel crate's I/O error.
         #[source]
         source: keel_wheel::Error,
     },
 
+    /// A pointer or manifest could not be serialized.
     #[error("cannot write `{}`", path.display())]
     Serialize {
+        /// The file it was to be written to.
         path: PathBuf,
+        /// The serializer's error.
         #[source]
         source: serde_json::Error,
     },
 
+    /// Removing something from the cache failed.
     #[error("cannot remove `{}`", path.display())]
     Remove {
+        /// The file or directory being removed (or opened to remove from).
         path: PathBuf,
+        /// The system's error.
         #[source]
         source: std::io::Error,
     },
 
+    /// A path the cache needs as a directory is something else; a symlink
+    /// there is never followed.
     #[error("`{}` is not a directory (keel never follows a symlink inside its cache)", path.display())]
-    NotADirectory { path: PathBuf },
+    NotADirectory {
+        /// What is there instead of a directory.
+        path: PathBuf,
+    },
 
+    /// `clean` or `prune` was pointed at a directory that is not a keel
+    /// cache, and removes nothing from it.
     #[error(
         "`{}` does not look like a keel cache (no CACHEDIR.TAG written by keel, no archives-v1/ or pointers-v1/); refusing to remove anything in it",
         path.display()
     )]
-    NotACache { path: PathBuf },
+    NotACache {
+        /// The directory.
+        path: PathBuf,
+    },
 
+    /// Any other I/O error (`fs_err` names its path).
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -121,8 +212,12 @@ const PARTIAL: &str = keel_fs::PARTIAL_PREFIX;
 pub struct WheelSource {
     /// Absolute path of the `.whl`.
     pub path: PathBuf,
+    /// Its file name, parsed (distribution, version, tags).
     pub filename: WheelFilename,
+    /// Its size in bytes; part of its pointer's key.
     pub size: u64,
+    /// Its modification time in nanoseconds since the Unix epoch (0 before
+    /// it); part of its pointer's key.
     pub mtime_ns: i64,
 }
 
@@ -208,6 +303,7 @@ pub enum Unpack {
 }
 
 impl Unpack {
+    /// The archive, whoever unpacked it.
     pub fn into_archive(self) -> Archive {
         match self {
             Unpack::Fresh(archive) | Unpack::FoundReady(archive) => archive,
@@ -280,6 +376,7 @@ impl Cache {
         Ok(())
     }
 
+    /// The cache's root directory (absolute).
     pub fn root(&self) -> &Path {
         &self.root
     }

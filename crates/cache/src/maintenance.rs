@@ -1,9 +1,15 @@
 //! Keeping the cache trustworthy and small: `keel cache clean`, `prune`,
-//! `verify [--repair]` and `size` (`shared/design.md`, guarantees 5 and 6).
+//! `verify [--repair]` and `size`.
 //!
-//! - **clean** removes everything (or one distribution's archives and
-//!   pointers), whatever the permissions a failed build left behind, never
-//!   following a symlink out of the cache.
+//! Two guarantees hold here. `cache clean` removes everything keel owns,
+//! whatever the permissions a failed build left behind, and never follows
+//! a symlink out of the cache. And maintenance never pulls files from under
+//! a running install: many keel processes may share one cache, and clean,
+//! prune and repair wait for the installs using it to finish.
+//!
+//! - **clean** removes everything (or the archives and pointers of the
+//!   distributions named), and refuses a directory that is not a keel
+//!   cache.
 //! - **prune** removes what nothing refers to: archives without a pointer,
 //!   pointers without an archive, damaged archives (a file missing, not a
 //!   regular file, or of the wrong size) and the temporary directories of
@@ -33,6 +39,7 @@ use crate::{
 /// What `clean` removed, or would remove.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CleanReport {
+    /// What was removed (with a dry run, what would be).
     pub removed: Removed,
     /// Whether there was a cache at all.
     pub existed: bool,
@@ -54,10 +61,12 @@ pub struct PruneReport {
     pub unfinished_unpacks: usize,
     /// Temporary files of atomic writes that never finished.
     pub partial_files: usize,
+    /// What was removed (with a dry run, what would be).
     pub removed: Removed,
 }
 
 impl PruneReport {
+    /// Whether prune found nothing to remove.
     pub fn is_empty(&self) -> bool {
         self.unreferenced_archives.is_empty()
             && self.damaged_archives.is_empty()
@@ -83,12 +92,25 @@ pub struct DamagedFile {
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum RepairAction {
     /// Unpacked again from the wheel into a fresh archive.
-    Reextracted { from: PathBuf, archive: String },
-    /// The wheel is gone or changed: the pointer and archive were removed,
-    /// and the next install of the wheel unpacks it again.
-    Forgotten { reason: String },
-    /// The repair failed; the entry is left as it was.
-    Failed { reason: String },
+    Reextracted {
+        /// The wheel it was unpacked from.
+        from: PathBuf,
+        /// The fresh archive, `<name>/<id>`.
+        archive: String,
+    },
+    /// The wheel is unknown, gone or changed: the pointer and archive were
+    /// removed, and the next install of the wheel unpacks it again.
+    Forgotten {
+        /// Why the wheel could not be unpacked again, in words.
+        reason: String,
+    },
+    /// The repair failed. What it did before failing stays done (a fresh
+    /// archive and its pointer, or the pointer's removal); the rest is as
+    /// it was.
+    Failed {
+        /// The error and its causes, `: `-separated.
+        reason: String,
+    },
 }
 
 /// The check of one pointer and the archive it leads to.
@@ -96,23 +118,30 @@ pub enum RepairAction {
 pub struct ArchiveReport {
     /// The wheel's file name.
     pub wheel: String,
+    /// The pointer file.
     pub pointer: PathBuf,
     /// `<name>/<id>`, when the pointer names a readable archive.
     pub archive: Option<String>,
     /// Where the wheel was unpacked from (unknown for old pointers).
     pub wheel_path: Option<PathBuf>,
+    /// The archive's files checked, damaged ones included.
     pub files: usize,
+    /// Their sizes (as the manifest has them), summed.
     pub bytes: u64,
     /// A problem of the pointer or manifest (the files could not be checked).
     pub problem: Option<crate::ArchiveProblem>,
+    /// The files that failed their check, in manifest order.
     pub damaged: Vec<DamagedFile>,
     /// Files whose stamp no longer held but whose content matched; with
     /// `--repair` their stamps were renewed.
     pub restamped: usize,
+    /// What `--repair` did, if the entry was damaged and repair asked for.
     pub repair: Option<RepairAction>,
 }
 
 impl ArchiveReport {
+    /// Whether the pointer, the manifest or any file is damaged (repaired
+    /// or not).
     pub fn is_damaged(&self) -> bool {
         self.problem.is_some() || !self.damaged.is_empty()
     }
@@ -130,13 +159,16 @@ impl ArchiveReport {
 /// What `verify` found (and, with `--repair`, did).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
+    /// The cache's root directory.
     pub cache: PathBuf,
+    /// One report per pointer, by distribution name, then pointer file name.
     pub archives: Vec<ArchiveReport>,
     /// Archives no pointer leads to (`keel cache prune` removes them).
     pub unreferenced: Vec<String>,
 }
 
 impl VerifyReport {
+    /// How many entries were found damaged (repaired or not).
     pub fn damaged(&self) -> usize {
         self.archives.iter().filter(|a| a.is_damaged()).count()
     }
@@ -166,6 +198,49 @@ struct Inventory {
     /// by prune, reported by verify.
     unreadable: Vec<PathBuf>,
 }
+
+/// One pointer under `verify`: its report so far, and the archive it leads
+/// to when its manifest could be read (`None`: the report names the problem).
+struct Check {
+    entry: ArchiveReport,
+    archive: Option<Archive>,
+}
+
+impl Check {
+    /// Counts the archive's file `index` as checked, with `outcome`: a
+    /// damage is reported, a renewed stamp returned.
+    fn record(
+        &mut self,
+        index: usize,
+        outcome: Result<crate::Proof, crate::Damage>,
+    ) -> Option<crate::Stamp> {
+        let expected = &self
+            .archive
+            .as_ref()
+            .expect("only archives have files")
+            .manifest
+            .files[index];
+        self.entry.files += 1;
+        self.entry.bytes += expected.size;
+        match outcome {
+            Ok(crate::Proof::Hash(Some(stamp))) => {
+                self.entry.restamped += 1;
+                return Some(stamp);
+            }
+            Ok(_) => {}
+            Err(damage) => self.entry.damaged.push(DamagedFile {
+                entry: expected.path.clone(),
+                problem: damage.problem(),
+                reason: damage.to_string(),
+            }),
+        }
+        None
+    }
+}
+
+/// Archives no pointer leads to, by the wheel their manifest names: each
+/// one's `<name>/<id>` and where its wheel was.
+type Leftovers = BTreeMap<String, Vec<(String, Option<PathBuf>)>>;
 
 /// `<wheel>.<size>.<mtime-ns>.json` → `<wheel>`.
 fn wheel_of_pointer(file_name: &str) -> Option<&str> {
@@ -477,9 +552,24 @@ impl Cache {
             self.lock_shared()?
         };
         let inventory = self.inventory()?;
-        let mut referenced = BTreeSet::new();
-        let mut checks: Vec<(ArchiveReport, Option<Archive>)> = Vec::new();
-        for pointer in &inventory.pointers {
+        let mut checks = self.follow_pointers(&inventory.pointers);
+        let leftovers = find_leftovers(&inventory.archives, &checks, &mut report.unreferenced);
+        recall_wheel_paths(&mut checks, &leftovers);
+        self.warn_unreadable(&inventory.unreadable);
+        let restamps = check_every_file(&mut checks);
+        if repair {
+            self.repair_damaged(&mut checks, &leftovers, &restamps, &mut report.unreferenced)?;
+        }
+        report.archives = checks.into_iter().map(|check| check.entry).collect();
+        Ok(report)
+    }
+
+    /// Follows every pointer: one check per pointer that is not a miss,
+    /// with what the pointer file says (its archive, its wheel's path) and,
+    /// when the manifest could be read, the archive to check.
+    fn follow_pointers(&self, pointers: &[PointerFile]) -> Vec<Check> {
+        let mut checks = Vec::new();
+        for pointer in pointers {
             let readable = crate::read_pointer(&pointer.path).ok().flatten();
             let mut entry = ArchiveReport {
                 wheel: pointer.wheel.clone(),
@@ -497,111 +587,59 @@ impl Cache {
                 Lookup::Hit(archive) => {
                     entry.archive = Some(archive.id.clone());
                     entry.wheel_path = entry.wheel_path.or(archive.manifest.wheel_path.clone());
-                    referenced.insert(archive.id.clone());
-                    checks.push((entry, Some(archive)));
+                    checks.push(Check {
+                        entry,
+                        archive: Some(archive),
+                    });
                 }
                 Lookup::Damaged { reason } => {
                     entry.problem = Some(reason);
-                    checks.push((entry, None));
+                    checks.push(Check {
+                        entry,
+                        archive: None,
+                    });
                 }
                 Lookup::Miss => {}
             }
         }
-        // Archives no pointer leads to, by the wheel their manifest names:
-        // leftovers that a repair of that wheel removes, and where that
-        // wheel was when its pointer is unreadable.
-        let mut leftovers: BTreeMap<String, Vec<(String, Option<PathBuf>)>> = BTreeMap::new();
-        for (id, dir) in &inventory.archives {
-            if referenced.contains(id) {
-                continue;
-            }
-            report.unreferenced.push(id.clone());
-            if let Ok(manifest) = read_manifest(dir) {
-                leftovers
-                    .entry(manifest.wheel)
-                    .or_default()
-                    .push((id.clone(), manifest.wheel_path));
-            }
-        }
-        for (entry, _) in &mut checks {
-            if entry.wheel_path.is_none() {
-                entry.wheel_path = leftovers
-                    .get(&entry.wheel)
-                    .and_then(|found| found.iter().find_map(|(_, path)| path.clone()));
-            }
-        }
-        for dir in &inventory.unreadable {
+        checks
+    }
+
+    /// Warns of the directories the inventory could not read (verify
+    /// leaves them; prune removes them).
+    fn warn_unreadable(&self, unreadable: &[PathBuf]) {
+        for dir in unreadable {
             tracing::warn!(
                 "cannot read `{}`; `keel cache prune` removes it",
                 self.root.join(dir).display()
             );
         }
+    }
 
-        // Every file of every archive, on every core.
-        let files: Vec<(usize, usize)> = checks
-            .iter()
-            .enumerate()
-            .flat_map(|(a, (_, archive))| {
-                let count = archive.as_ref().map_or(0, |x| x.manifest.files.len());
-                (0..count).map(move |f| (a, f))
-            })
-            .collect();
-        let outcomes: Vec<Result<crate::Proof, crate::Damage>> = files
-            .par_iter()
-            .map(|&(a, f)| {
-                let archive = checks[a].1.as_ref().expect("only archives have files");
-                let expected = &archive.manifest.files[f];
-                check_file(&archive.tree().join(&expected.path), expected, true)
-            })
-            .collect();
-        let mut restamps: Vec<Vec<(usize, crate::Stamp)>> = vec![Vec::new(); checks.len()];
-        for (&(a, f), outcome) in files.iter().zip(outcomes) {
-            let (entry, archive) = &mut checks[a];
-            let expected = &archive
-                .as_ref()
-                .expect("only archives have files")
-                .manifest
-                .files[f];
-            entry.files += 1;
-            entry.bytes += expected.size;
-            match outcome {
-                Ok(crate::Proof::Hash(Some(stamp))) => {
-                    entry.restamped += 1;
-                    restamps[a].push((f, stamp));
-                }
-                Ok(_) => {}
-                Err(damage) => entry.damaged.push(DamagedFile {
-                    entry: expected.path.clone(),
-                    problem: damage.problem(),
-                    reason: damage.to_string(),
-                }),
+    /// With the exclusive lock held: repairs every damaged check (removing
+    /// its wheel's leftovers too, and dropping the archives that repair
+    /// removed from `unreferenced`), records the renewed stamps of every
+    /// intact archive, then removes the name directories left empty.
+    fn repair_damaged(
+        &self,
+        checks: &mut [Check],
+        leftovers: &Leftovers,
+        restamps: &[Vec<(usize, crate::Stamp)>],
+        unreferenced: &mut Vec<String>,
+    ) -> Result<(), Error> {
+        for (check, restamps) in checks.iter_mut().zip(restamps) {
+            if check.entry.is_damaged() {
+                let stale = stale_archives(&check.entry, leftovers);
+                check.entry.repair = Some(self.repair(&check.entry, &stale));
+                let gone = |id: &String| !self.root.join(ARCHIVES).join(id).exists();
+                unreferenced.retain(|id| !gone(id));
+            } else if let Some(archive) = &check.archive
+                && let Err(e) = self.restamp(archive, restamps)
+            {
+                tracing::warn!("could not renew the stamps of {}: {e}", archive.id);
             }
         }
-
-        if repair {
-            for (index, (entry, archive)) in checks.iter_mut().enumerate() {
-                if entry.is_damaged() {
-                    let mut stale: Vec<String> = entry.archive.iter().cloned().collect();
-                    stale.extend(
-                        leftovers
-                            .get(&entry.wheel)
-                            .into_iter()
-                            .flatten()
-                            .map(|(id, _)| id.clone()),
-                    );
-                    entry.repair = Some(self.repair(entry, &stale));
-                    let gone = |id: &String| !self.root.join(ARCHIVES).join(id).exists();
-                    report.unreferenced.retain(|id| !gone(id));
-                } else if let Some(archive) = archive
-                    && let Err(e) = self.restamp(archive, &restamps[index])
-                {
-                    tracing::warn!("could not renew the stamps of {}: {e}", archive.id);
-                }
-            }
-            self.remove_empty_name_dirs()?;
-        }
-        report.archives = checks.into_iter().map(|(entry, _)| entry).collect();
-        Ok(report)
+        self.remove_empty_name_dirs()
     }
 
     /// Repairs one damaged pointer and its archive (holding the exclusive
@@ -646,6 +684,96 @@ impl Cache {
             reason: error_chain(&e),
         })
     }
+}
+
+/// Archives no pointer leads to (each pushed to `unreferenced`), by the wheel
+/// their manifest names, for those whose manifest is readable: leftovers
+/// that a repair of that wheel removes, and where that wheel was when its
+/// pointer is unreadable.
+fn find_leftovers(
+    archives: &BTreeMap<String, PathBuf>,
+    checks: &[Check],
+    unreferenced: &mut Vec<String>,
+) -> Leftovers {
+    let referenced: BTreeSet<&str> = checks
+        .iter()
+        .filter_map(|check| check.archive.as_ref())
+        .map(|archive| archive.id.as_str())
+        .collect();
+    let mut leftovers = Leftovers::new();
+    for (id, dir) in archives {
+        if referenced.contains(id.as_str()) {
+            continue;
+        }
+        unreferenced.push(id.clone());
+        if let Ok(manifest) = read_manifest(dir) {
+            leftovers
+                .entry(manifest.wheel)
+                .or_default()
+                .push((id.clone(), manifest.wheel_path));
+        }
+    }
+    leftovers
+}
+
+/// Where neither the pointer nor its manifest says where the wheel was, the
+/// first leftover of that wheel that does.
+fn recall_wheel_paths(checks: &mut [Check], leftovers: &Leftovers) {
+    for check in checks {
+        let entry = &mut check.entry;
+        if entry.wheel_path.is_none() {
+            entry.wheel_path = leftovers
+                .get(&entry.wheel)
+                .and_then(|found| found.iter().find_map(|(_, path)| path.clone()));
+        }
+    }
+}
+
+/// Hashes every file of every archive against its manifest, on every core,
+/// and records each outcome in its check's report. Returns, per check, the
+/// stamps to renew: files whose stamp no longer held but whose content
+/// matched.
+fn check_every_file(checks: &mut [Check]) -> Vec<Vec<(usize, crate::Stamp)>> {
+    let files: Vec<(usize, usize)> = checks
+        .iter()
+        .enumerate()
+        .flat_map(|(a, check)| {
+            let count = check.archive.as_ref().map_or(0, |x| x.manifest.files.len());
+            (0..count).map(move |f| (a, f))
+        })
+        .collect();
+    let outcomes: Vec<Result<crate::Proof, crate::Damage>> = files
+        .par_iter()
+        .map(|&(a, f)| {
+            let archive = checks[a]
+                .archive
+                .as_ref()
+                .expect("only archives have files");
+            let expected = &archive.manifest.files[f];
+            check_file(&archive.tree().join(&expected.path), expected, true)
+        })
+        .collect();
+    let mut restamps: Vec<Vec<(usize, crate::Stamp)>> = vec![Vec::new(); checks.len()];
+    for (&(a, f), outcome) in files.iter().zip(outcomes) {
+        if let Some(stamp) = checks[a].record(f, outcome) {
+            restamps[a].push((f, stamp));
+        }
+    }
+    restamps
+}
+
+/// The archives a repair of `entry`'s wheel removes: the one its pointer
+/// names, then the wheel's leftovers.
+fn stale_archives(entry: &ArchiveReport, leftovers: &Leftovers) -> Vec<String> {
+    let mut stale: Vec<String> = entry.archive.iter().cloned().collect();
+    stale.extend(
+        leftovers
+            .get(&entry.wheel)
+            .into_iter()
+            .flatten()
+            .map(|(id, _)| id.clone()),
+    );
+    stale
 }
 
 /// Every file of the archive present, a regular file, and of its size.

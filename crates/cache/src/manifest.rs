@@ -25,13 +25,18 @@ pub(crate) struct Pointer {
 /// (any write moves the modification time), so its hash still holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stamp {
+    /// The device (file system) the file is on.
     pub dev: u64,
+    /// Its inode number.
     pub ino: u64,
+    /// Its size in bytes.
     pub size: u64,
+    /// Its modification time in nanoseconds since the Unix epoch.
     pub mtime_ns: i64,
 }
 
 impl Stamp {
+    /// The stamp of the file `metadata` describes (as it is now).
     pub fn of(metadata: &std::fs::Metadata) -> Self {
         Stamp {
             dev: metadata.dev(),
@@ -51,18 +56,25 @@ pub struct ManifestFile {
     /// The entry path in the wheel.
     pub path: String,
     /// RECORD's hash (`sha256=…` in the manifest), verified when the file
-    /// was written.
+    /// was written; for RECORD itself, which lists none, its sha256 then.
     pub hash: keel_wheel::RecordHash,
+    /// RECORD's size in bytes, verified when the file was written (for
+    /// RECORD itself, its size then).
     pub size: u64,
+    /// The file's stamp when it was last hashed and found to match.
     pub stamp: Stamp,
 }
 
 /// A console or GUI script the wheel declares.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestEntryPoint {
+    /// The script's name: the command it installs.
     pub name: String,
+    /// The module it imports (`module` in `name = module:object`).
     pub module: String,
+    /// What it calls in that module (`object`, possibly dotted).
     pub object: String,
+    /// A `gui_scripts` entry (else `console_scripts`).
     pub gui: bool,
 }
 
@@ -80,10 +92,16 @@ pub struct Manifest {
     pub wheel_sha256: String,
     /// `Name` from METADATA, as spelled there.
     pub name: String,
+    /// `Version` from METADATA.
     pub version: String,
+    /// The name of the wheel's `.dist-info` directory.
     pub dist_info: String,
+    /// `Root-Is-Purelib` from WHEEL: the archive root installs into
+    /// purelib (else platlib).
     pub root_is_purelib: bool,
+    /// The console and GUI scripts of `entry_points.txt`.
     pub entry_points: Vec<ManifestEntryPoint>,
+    /// Every file under the archive's `tree/`.
     pub files: Vec<ManifestFile>,
 }
 

@@ -1,5 +1,7 @@
 //! Removing trees from the cache whatever permissions a failed build left
-//! on them, never following a symlink (`shared/design.md`, guarantee 6).
+//! on them, never following a symlink: what lets `keel cache clean` remove
+//! everything keel owns without ever touching anything outside the cache
+//! (a symlink is unlinked, its target left alone).
 //!
 //! Failed or concurrent builds leave directories such as `d-w-------` or
 //! `d--x------` behind, and `std::fs::remove_dir_all` (like `rm -r` and most
@@ -33,6 +35,7 @@ pub struct Removed {
     pub files: u64,
     /// Their apparent sizes (`st_size`).
     pub bytes: u64,
+    /// Directories.
     pub dirs: u64,
     /// Directories a dry run could not look into (their mode forbids it and
     /// a dry run changes nothing); their contents are not counted.

@@ -71,6 +71,15 @@ pub(crate) struct Journal {
     pub summary: String,
 }
 
+/// What a rollback did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Rollback {
+    /// Moves undone.
+    pub undone: usize,
+    /// Moves that could not be undone.
+    pub failures: usize,
+}
+
 impl Default for Journal {
     fn default() -> Self {
         Journal {
@@ -149,7 +158,7 @@ impl Journal {
             Ok(())
         })();
         if let Err(error) = result {
-            let failures = self.roll_back();
+            let failures = self.roll_back().failures;
             if failures > 0 {
                 return Err(Error::CommitIncomplete {
                     failures,
@@ -162,21 +171,24 @@ impl Journal {
         Ok(())
     }
 
-    /// Undoes the moves that happened, newest first. Returns how many could
-    /// not be undone.
-    pub(crate) fn roll_back(&self) -> usize {
-        let mut failures = 0;
+    /// Undoes the moves that happened, newest first (a move is judged only
+    /// once the later ones are undone: undoing them can free its source).
+    pub(crate) fn roll_back(&self) -> Rollback {
+        let mut rollback = Rollback::default();
         for step in self.moves.iter().rev() {
             if !step.happened() {
                 continue;
             }
             fault::mutation();
-            if let Err(e) = fs_err::rename(&step.to, &step.from) {
-                tracing::error!("could not undo a move: {e}");
-                failures += 1;
+            match fs_err::rename(&step.to, &step.from) {
+                Ok(()) => rollback.undone += 1,
+                Err(e) => {
+                    tracing::error!("could not undo a move: {e}");
+                    rollback.failures += 1;
+                }
             }
         }
-        failures
+        rollback
     }
 
     /// After the commit: removes the directories it left empty, deepest
@@ -345,8 +357,10 @@ pub(crate) fn recover(env: &Environment) -> Result<Vec<Recovery>, Error> {
                 }
             }
             Some(journal) => {
-                let moves_undone = journal.moves.iter().filter(|m| m.happened()).count();
-                let failures = journal.roll_back();
+                let Rollback {
+                    undone: moves_undone,
+                    failures,
+                } = journal.roll_back();
                 if failures > 0 {
                     return Err(Error::RecoveryFailed {
                         transaction,
@@ -373,4 +387,149 @@ pub(crate) fn recover(env: &Environment) -> Result<Vec<Recovery>, Error> {
         done.push(recovery);
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct FakeEnv {
+        _dir: tempfile::TempDir,
+        env: Environment,
+    }
+
+    fn fake_env() -> FakeEnv {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs_err::write(dir.path().join("pyvenv.cfg"), "version = 3.11.7\n").expect("cfg");
+        fs_err::create_dir_all(dir.path().join("lib/python3.11/site-packages")).expect("site");
+        let env = Environment::open(dir.path()).expect("env");
+        FakeEnv { _dir: dir, env }
+    }
+
+    /// An interrupted transaction of `env`: the old `mod.py` moved to the
+    /// backup (done), the new one staged and moved into place (done if
+    /// `moved_in`); `committed` as given.
+    fn interrupted_upgrade(env: &Environment, moved_in: bool, committed: bool) -> PathBuf {
+        let tx = env.ensure_keel_dir().expect("keel dir").join("tx-test");
+        for dir in ["staging", "backup"] {
+            fs_err::create_dir_all(tx.join(dir)).expect("tx dirs");
+        }
+        let installed = env.site_packages().join("mod.py");
+        let backup = tx.join("backup/mod.py");
+        let staged = tx.join("staging/mod.py");
+        fs_err::write(&backup, b"old").expect("old");
+        let journal = Journal {
+            moves: vec![
+                Move {
+                    from: installed.clone(),
+                    to: backup,
+                },
+                Move {
+                    from: staged.clone(),
+                    to: installed.clone(),
+                },
+            ],
+            summary: "+mod==2 -mod==1".into(),
+            ..Journal::default()
+        };
+        let emptied = env.site_packages().join("gone_pkg");
+        fs_err::create_dir(&emptied).expect("emptied dir");
+        let journal = Journal {
+            prune: [emptied].into_iter().collect(),
+            ..journal
+        };
+        fs_err::write(if moved_in { &installed } else { &staged }, b"new").expect("new");
+        fs_err::write(
+            tx.join(JOURNAL),
+            serde_json::to_vec(&journal).expect("json"),
+        )
+        .expect("j");
+        if committed {
+            fs_err::write(tx.join(COMMITTED), b"").expect("committed");
+        }
+        tx
+    }
+
+    fn installed_content(env: &Environment) -> Option<Vec<u8>> {
+        fs_err::read(env.site_packages().join("mod.py")).ok()
+    }
+
+    #[test]
+    fn an_uncommitted_transaction_is_rolled_back_whatever_moves_had_happened() {
+        for moved_in in [false, true] {
+            let fake = fake_env();
+            let tx = interrupted_upgrade(&fake.env, moved_in, false);
+            let recovered = recover(&fake.env).expect("recover");
+            assert_eq!(installed_content(&fake.env).as_deref(), Some(&b"old"[..]));
+            assert!(
+                matches!(&recovered[..], [Recovery::RolledBack { moves_undone, .. }]
+                    if *moves_undone == if moved_in { 2 } else { 1 }),
+                "{recovered:?}"
+            );
+            assert!(!tx.exists(), "the transaction directory is removed");
+            // Nothing was committed: directories are not pruned.
+            assert!(fake.env.site_packages().join("gone_pkg").exists());
+        }
+    }
+
+    #[test]
+    fn a_committed_transaction_is_finished_not_undone() {
+        let fake = fake_env();
+        let tx = interrupted_upgrade(&fake.env, true, true);
+        let recovered = recover(&fake.env).expect("recover");
+        assert_eq!(installed_content(&fake.env).as_deref(), Some(&b"new"[..]));
+        assert!(
+            matches!(&recovered[..], [Recovery::Completed { summary, .. }] if summary == "+mod==2 -mod==1")
+        );
+        assert!(!tx.exists());
+        assert!(
+            !fake.env.site_packages().join("gone_pkg").exists(),
+            "emptied directories pruned"
+        );
+    }
+
+    #[test]
+    fn a_transaction_without_journal_had_changed_nothing_and_is_discarded() {
+        let fake = fake_env();
+        let tx = fake
+            .env
+            .ensure_keel_dir()
+            .expect("keel")
+            .join("tx-staging-only");
+        fs_err::create_dir_all(tx.join("staging/pkg")).expect("staging");
+        let trash = fake.env.keel_dir().join("trash-half-deleted");
+        fs_err::create_dir_all(trash.join("x")).expect("trash");
+        let recovered = recover(&fake.env).expect("recover");
+        assert!(
+            matches!(&recovered[..], [Recovery::Discarded { .. }]),
+            "{recovered:?}"
+        );
+        assert!(!tx.exists() && !trash.exists());
+    }
+
+    #[test]
+    fn a_journal_of_an_unknown_format_is_refused_and_an_unversioned_one_read_as_version_1() {
+        let fake = fake_env();
+        let tx = interrupted_upgrade(&fake.env, true, false);
+        let path = tx.join(JOURNAL);
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&fs_err::read(&path).expect("read")).expect("json");
+        value["version"] = 2.into();
+        fs_err::write(&path, value.to_string()).expect("write");
+        let error = recover(&fake.env).expect_err("format 2 is unknown");
+        assert!(error.to_string().contains("journal format 2"), "{error}");
+        assert!(tx.exists(), "an unknown journal is left alone");
+
+        value.as_object_mut().expect("object").remove("version");
+        fs_err::write(&path, value.to_string()).expect("write");
+        let recovered = recover(&fake.env).expect("an unversioned journal is format 1");
+        assert!(matches!(&recovered[..], [Recovery::RolledBack { .. }]));
+        assert_eq!(installed_content(&fake.env).as_deref(), Some(&b"old"[..]));
+    }
+
+    #[test]
+    fn a_written_journal_says_its_version() {
+        let value = serde_json::to_value(Journal::default()).expect("json");
+        assert_eq!(value["version"], JOURNAL_VERSION);
+    }
 }

@@ -424,3 +424,231 @@ impl<'a> MovePlanner<'a> {
         Ok(self.owners.as_ref().and_then(|o| o.get(path).cloned()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use keel_venv::{Environment, InstalledDistribution, InstalledIndex};
+    use keel_wheel::PackageName;
+
+    use super::*;
+
+    /// A directory laid out like a venv, with distributions installed by
+    /// hand: each file written and listed in its RECORD.
+    struct FakeEnv {
+        dir: tempfile::TempDir,
+        env: Environment,
+    }
+
+    impl FakeEnv {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().expect("tempdir");
+            fs_err::write(dir.path().join("pyvenv.cfg"), "version = 3.11.7\n").expect("cfg");
+            fs_err::create_dir_all(dir.path().join("lib/python3.11/site-packages")).expect("site");
+            fs_err::create_dir_all(dir.path().join("bin")).expect("bin");
+            let env = Environment::open(dir.path()).expect("env");
+            FakeEnv { dir, env }
+        }
+
+        fn site(&self, relative: &str) -> PathBuf {
+            self.env.site_packages().join(relative)
+        }
+
+        fn write(&self, path: &Path) {
+            fs_err::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            fs_err::write(path, b"x").expect("write");
+        }
+
+        /// Installs `name-version` owning `files` (RECORD spellings),
+        /// writing each one that lies inside the environment.
+        fn install(&self, name: &str, files: &[&str]) -> InstalledDistribution {
+            let dist_info = self.site(&format!("{name}-1.0.dist-info"));
+            fs_err::create_dir_all(&dist_info).expect("dist-info");
+            let mut record = String::new();
+            for file in files {
+                let path = self.resolve(file);
+                if path.starts_with(self.dir.path()) && !path.exists() {
+                    self.write(&path);
+                }
+                record.push_str(&format!("{file},,\n"));
+            }
+            record.push_str(&format!("{name}-1.0.dist-info/RECORD,,\n"));
+            fs_err::write(dist_info.join("RECORD"), record).expect("RECORD");
+            self.dist(name)
+        }
+
+        fn resolve(&self, record_path: &str) -> PathBuf {
+            InstalledDistribution {
+                name: PackageName::new("x"),
+                version: "1".parse().expect("v"),
+                dist_info: self.site("x-1.dist-info"),
+            }
+            .resolve(record_path)
+        }
+
+        fn dist(&self, name: &str) -> InstalledDistribution {
+            let index = InstalledIndex::read(&self.env).expect("index");
+            index.get(&PackageName::new(name))[0].clone()
+        }
+
+        fn planner(&self, leaving: &[InstalledDistribution], force: bool) -> MovePlanner<'_> {
+            let backup = self.dir.path().join(".keel/tx-test/backup");
+            MovePlanner::new(&self.env, backup, leaving, force)
+        }
+
+        /// A staged tree shaped like site-packages holding `files`.
+        fn staged(&self, files: &[&str]) -> PathBuf {
+            let root = self.dir.path().join(".keel/tx-test/staging/0-new");
+            for file in files {
+                self.write(&root.join(file));
+            }
+            root
+        }
+    }
+
+    fn moved_out(journal: &Journal, env: &FakeEnv) -> Vec<String> {
+        journal
+            .moves
+            .iter()
+            .filter(|m| m.to.to_string_lossy().contains("/backup/"))
+            .map(|m| env.env.record_spelling(&m.from))
+            .collect()
+    }
+
+    #[test]
+    fn a_package_directory_holding_only_the_leaving_files_moves_in_one_rename() {
+        let env = FakeEnv::new();
+        let dist = env.install("pkg", &["pkg/__init__.py", "pkg/sub/a.py", "pkg/sub/b.py"]);
+        let mut planner = env.planner(std::slice::from_ref(&dist), false);
+        planner.remove_distribution(&dist).expect("plan");
+        let (journal, _) = planner.finish(String::new());
+        assert_eq!(moved_out(&journal, &env), ["pkg", "pkg-1.0.dist-info"]);
+    }
+
+    #[test]
+    fn a_directory_shared_with_another_file_moves_file_by_file() {
+        let env = FakeEnv::new();
+        let dist = env.install("pkg", &["pkg/__init__.py", "pkg/a.py"]);
+        env.write(&env.site("pkg/stranger.py"));
+        let mut planner = env.planner(std::slice::from_ref(&dist), false);
+        planner.remove_distribution(&dist).expect("plan");
+        let (journal, _) = planner.finish(String::new());
+        assert_eq!(
+            moved_out(&journal, &env),
+            ["pkg/__init__.py", "pkg/a.py", "pkg-1.0.dist-info"]
+        );
+        assert!(journal.prune.contains(&env.site("pkg")));
+    }
+
+    #[test]
+    fn the_environments_own_files_are_never_removed_whatever_record_says() {
+        let env = FakeEnv::new();
+        env.write(&env.dir.path().join("bin/python"));
+        let dist = env.install(
+            "evil",
+            &[
+                "evil.py",
+                "../../../pyvenv.cfg",
+                "../../../bin/python",
+                "/etc/passwd",
+            ],
+        );
+        let mut planner = env.planner(std::slice::from_ref(&dist), false);
+        planner.remove_distribution(&dist).expect("plan");
+        let (journal, _) = planner.finish(String::new());
+        assert_eq!(moved_out(&journal, &env), ["evil.py", "evil-1.0.dist-info"]);
+    }
+
+    #[test]
+    fn python_named_bytecode_of_a_removed_module_goes_and_nothing_else() {
+        let env = FakeEnv::new();
+        let dist = env.install("pkg", &["pkg/mod.py", "pkg/keep.txt"]);
+        env.write(&env.site("other.txt"));
+        for name in [
+            "mod.cpython-311.pyc",
+            "mod.cpython-313.opt-2.pyc",
+            "mod.cpython-311.evil.pyc",
+            "other.cpython-311.pyc",
+        ] {
+            env.write(&env.site(&format!("pkg/__pycache__/{name}")));
+        }
+        let mut planner = env.planner(std::slice::from_ref(&dist), false);
+        planner.remove_distribution(&dist).expect("plan");
+        let (journal, _) = planner.finish(String::new());
+        assert_eq!(
+            moved_out(&journal, &env),
+            [
+                "pkg/__pycache__/mod.cpython-311.pyc",
+                "pkg/__pycache__/mod.cpython-313.opt-2.pyc",
+                "pkg/keep.txt",
+                "pkg/mod.py",
+                "pkg-1.0.dist-info"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_distribution_without_record_is_refused() {
+        let env = FakeEnv::new();
+        let dist = env.install("old", &["old.py"]);
+        fs_err::remove_file(dist.record_path()).expect("rm RECORD");
+        let mut planner = env.planner(std::slice::from_ref(&dist), false);
+        let error = planner.remove_distribution(&dist).expect_err("no RECORD");
+        assert!(matches!(error, Error::NoRecord { .. }), "{error}");
+    }
+
+    #[test]
+    fn a_new_tree_moves_whole_where_the_environment_lacks_it_and_merges_where_it_has_it() {
+        let env = FakeEnv::new();
+        env.write(&env.site("shared_ns/existing.py"));
+        let staged = env.staged(&[
+            "newpkg/a.py",
+            "newpkg/b.py",
+            "shared_ns/new.py",
+            "new-1.0.dist-info/RECORD",
+        ]);
+        let mut planner = env.planner(&[], false);
+        let mut last = Vec::new();
+        planner
+            .install_tree(&staged, env.env.site_packages(), &mut last)
+            .expect("plan");
+        let (journal, _) = planner.finish(String::new());
+        let targets: Vec<String> = journal
+            .moves
+            .iter()
+            .map(|m| env.env.record_spelling(&m.to))
+            .collect();
+        assert_eq!(targets, ["newpkg", "shared_ns/new.py"]);
+        // `.dist-info` directories are held back, to move last.
+        assert_eq!(last.len(), 1);
+        assert!(last[0].1.ends_with("new-1.0.dist-info"));
+    }
+
+    #[test]
+    fn a_file_another_distribution_owns_is_a_conflict_unless_forced() {
+        let env = FakeEnv::new();
+        env.install("owner", &["shared.py"]);
+        let staged = env.staged(&["shared.py"]);
+        let mut planner = env.planner(&[], false);
+        planner.current = "newcomer 1.0".into();
+        let error = planner
+            .install_tree(&staged, env.env.site_packages(), &mut Vec::new())
+            .expect_err("owned by another distribution");
+        assert!(
+            matches!(&error, Error::FileOwned { owner, .. } if owner == "owner 1.0"),
+            "{error}"
+        );
+
+        let mut forced = env.planner(&[], true);
+        forced
+            .install_tree(&staged, env.env.site_packages(), &mut Vec::new())
+            .expect("forced");
+        let (journal, takeovers) = forced.finish(String::new());
+        assert_eq!(takeovers.len(), 1);
+        assert_eq!(takeovers[0].owner, "owner 1.0");
+        // The old file goes to the backup first, then the new one moves in.
+        assert_eq!(journal.moves.len(), 2);
+        assert!(journal.moves[0].to.to_string_lossy().contains("/backup/"));
+    }
+}
