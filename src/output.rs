@@ -160,7 +160,7 @@ pub fn print_report(report: &InstallReport, elapsed: Duration) {
     for removed in &report.removed {
         lines.push((&removed.name, '-', &removed.version));
     }
-    lines.sort_by(|a, b| a.0.cmp(&b.0));
+    lines.sort_by(|a, b| a.0.cmp(b.0));
     for (name, sign, version) in lines {
         eprintln!(" {sign} {name}=={version}");
     }

@@ -113,7 +113,7 @@ fn audit_distributions(
         finish_report(env, report, own_roots, &symlinked, &claimed);
     }
     let unowned = if wanted.is_none() {
-        unowned_entries(site, &claimed, &owned_tops)?
+        unowned_entries(env, &claimed, &owned_tops)?
     } else {
         Vec::new()
     };

@@ -91,10 +91,11 @@ fn unlistable(env: &Environment, error: &walkdir::Error) -> Option<Modified> {
 /// (*Recording installed projects § The RECORD file*), `.pth` files
 /// included.
 pub(crate) fn unowned_entries(
-    site: &Path,
+    env: &Environment,
     claimed: &HashSet<PathBuf>,
     owned_tops: &HashSet<PathBuf>,
 ) -> Result<Vec<PathBuf>, Error> {
+    let site = env.site_packages();
     let mut unowned = Vec::new();
     for entry in fs_err::read_dir(site)? {
         let entry = entry?;
@@ -102,11 +103,13 @@ pub(crate) fn unowned_entries(
         let name = entry.file_name();
         let is_dir = entry.file_type()?.is_dir();
         if is_dir && name == "__pycache__" {
-            unowned_bytecode(path, claimed, &mut unowned)?;
+            unowned_bytecode(env, path, claimed, &mut unowned)?;
             continue;
         }
         let is_distribution = is_dir && name.to_string_lossy().ends_with(".dist-info");
-        if !is_distribution && !owned_tops.contains(&path) {
+        // The environment's own files (virtualenv's `_virtualenv.pth`) are
+        // no distribution's, and nobody's stray either.
+        if !is_distribution && !owned_tops.contains(&path) && !env.is_own(&path) {
             unowned.push(path);
         }
     }
@@ -118,6 +121,7 @@ pub(crate) fn unowned_entries(
 /// not bytecode of a claimed top-level module (or the directory itself,
 /// when it cannot be listed).
 fn unowned_bytecode(
+    env: &Environment,
     pycache: PathBuf,
     claimed: &HashSet<PathBuf>,
     unowned: &mut Vec<PathBuf>,
@@ -127,7 +131,10 @@ fn unowned_bytecode(
         Ok(files) => {
             for file in files {
                 let file = file?.path();
-                if !claimed.contains(&file) && !is_bytecode_of_claimed(&file, claimed) {
+                if !claimed.contains(&file)
+                    && !is_bytecode_of_claimed(&file, claimed)
+                    && !env.is_own(&file)
+                {
                     unowned.push(file);
                 }
             }
@@ -242,7 +249,7 @@ mod tests {
             site.join("a-1.0.dist-info"),
         ]);
         assert_eq!(
-            unowned_entries(site, &claimed, &owned_tops).unwrap(),
+            unowned_entries(&env, &claimed, &owned_tops).unwrap(),
             [
                 site.join("__pycache__/seven.cpython-311.pyc"),
                 site.join("evil.pth"),

@@ -96,6 +96,10 @@ pub struct Manifest {
     pub version: String,
     /// The name of the wheel's `.dist-info` directory.
     pub dist_info: String,
+    /// `Requires-Python` from METADATA (`None`: none there, or a manifest
+    /// of a keel that did not record it: then METADATA itself is read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_python: Option<String>,
     /// `Root-Is-Purelib` from WHEEL: the archive root installs into
     /// purelib (else platlib).
     pub root_is_purelib: bool,
@@ -118,6 +122,7 @@ impl Manifest {
             name: archive.metadata().name.clone(),
             version: archive.metadata().version.clone(),
             dist_info: archive.dist_info().to_string(),
+            requires_python: archive.metadata().requires_python.clone(),
             root_is_purelib: archive.info().root_is_purelib,
             entry_points: archive
                 .entry_points()

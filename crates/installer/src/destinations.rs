@@ -90,6 +90,9 @@ pub(crate) struct WheelJob {
     site_packages: PathBuf,
     /// Every archive file and where it goes.
     pub files: Vec<PlannedFile>,
+    /// The launchers to write in `bin/`: each name and the index of its
+    /// entry point ([`crate::scripts::script_names`]).
+    pub scripts: Vec<(String, usize)>,
     /// RECORD rows of files whose content staging changed (rewritten scripts).
     pub rewritten: HashMap<usize, (RecordHash, u64)>,
 }
@@ -114,6 +117,8 @@ impl WheelJob {
                 });
             }
         }
+        let scripts =
+            crate::scripts::script_names(&manifest.entry_points, layout.env.python_version());
         let router = Router::new(&source, &archive, layout);
         let mut files = Vec::with_capacity(manifest.files.len());
         for index in 0..manifest.files.len() {
@@ -128,6 +133,7 @@ impl WheelJob {
             root,
             site_packages: layout.site_packages.clone(),
             files,
+            scripts,
             rewritten: HashMap::new(),
         })
     }
@@ -149,11 +155,9 @@ impl WheelJob {
             .map(|f| f.dest.clone())
             .collect();
         all.extend(
-            self.archive
-                .manifest
-                .entry_points
+            self.scripts
                 .iter()
-                .map(|ep| layout.scripts.join(&ep.name)),
+                .map(|(name, _)| layout.scripts.join(name)),
         );
         let dist_info = layout.site_packages.join(&self.archive.manifest.dist_info);
         all.extend(GENERATED_DIST_INFO.iter().map(|name| dist_info.join(name)));
@@ -164,8 +168,7 @@ impl WheelJob {
     /// included, the staging directory above them not) to `dirs`.
     pub(crate) fn directories(&self, layout: &Layout, dirs: &mut HashSet<PathBuf>) {
         let dist_info = self.root.join(&self.archive.manifest.dist_info);
-        let scripts = (!self.archive.manifest.entry_points.is_empty())
-            .then(|| self.staged_path(&layout.scripts));
+        let scripts = (!self.scripts.is_empty()).then(|| self.staged_path(&layout.scripts));
         let parents = self
             .files
             .iter()

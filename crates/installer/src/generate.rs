@@ -72,9 +72,10 @@ fn write_generated(job: &WheelJob, layout: &Layout) -> Result<(), Error> {
         });
         Ok(())
     };
-    for entry_point in &manifest.entry_points {
+    for (name, index) in &job.scripts {
+        let entry_point = &manifest.entry_points[*index];
         generate(
-            layout.scripts.join(&entry_point.name),
+            layout.scripts.join(name),
             &launcher(entry_point, &layout.python),
             true,
         )?;

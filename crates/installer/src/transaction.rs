@@ -22,10 +22,13 @@ use crate::{EnvironmentLock, Error, Recovery};
 
 /// One transaction on one environment, from its lock to its commit.
 pub(crate) struct Transaction {
+    /// Declared (so dropped) before the lock: a transaction that fails
+    /// removes its directory while it still holds the lock, whose release
+    /// then removes the emptied `.keel/`.
+    dir: Option<tempfile::TempDir>,
     env: Environment,
     _lock: EnvironmentLock,
     recovered: Vec<Recovery>,
-    dir: Option<tempfile::TempDir>,
     cancel: Option<Arc<AtomicBool>>,
     stopwatch: Stopwatch,
 }

@@ -13,6 +13,10 @@ pub struct Environment {
     site_packages: PathBuf,
     scripts: PathBuf,
     python_version: (u32, u32),
+    /// Made by `virtualenv` or `uv venv` (`pyvenv.cfg` says `virtualenv =`
+    /// or `uv =`): for Pythons before 3.10 they add files of their own to
+    /// site-packages.
+    made_by_virtualenv: bool,
 }
 
 impl Environment {
@@ -48,6 +52,7 @@ impl Environment {
             root,
             site_packages,
             python_version,
+            made_by_virtualenv: made_by_virtualenv(&cfg),
         })
     }
 
@@ -87,6 +92,11 @@ impl Environment {
     /// The interpreter that scripts run with (`bin/python`).
     pub fn python(&self) -> PathBuf {
         self.scripts.join("python")
+    }
+
+    /// Whether `virtualenv` or `uv venv` made the environment.
+    pub fn made_by_virtualenv(&self) -> bool {
+        self.made_by_virtualenv
     }
 
     /// The interpreter's `(major, minor)` version, from `pyvenv.cfg`.
@@ -158,6 +168,14 @@ impl Environment {
             self.root.clone(),
         ]
     }
+}
+
+/// `virtualenv = 20.26.6` or `uv = 0.13.9`: the tool that made the venv
+/// names itself (the stdlib `venv` writes no such key).
+fn made_by_virtualenv(cfg: &str) -> bool {
+    cfg.lines()
+        .filter_map(|line| line.split_once('='))
+        .any(|(key, _)| matches!(key.trim(), "virtualenv" | "uv"))
 }
 
 /// `version = 3.11.7` (venv) or `version_info = 3.11.7.final.0` (virtualenv).

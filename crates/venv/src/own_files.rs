@@ -74,11 +74,32 @@ impl Environment {
         {
             return true;
         }
-        path.parent() == Some(self.scripts_dir())
-            && path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(is_reserved_script_name)
+        let name = path.file_name().and_then(|n| n.to_str());
+        if path.parent() == Some(self.scripts_dir()) {
+            return name.is_some_and(is_reserved_script_name);
+        }
+        self.is_virtualenv_patch(path)
+    }
+
+    /// `_virtualenv.py` and `_virtualenv.pth` (and the former's bytecode)
+    /// at the top of site-packages: `virtualenv` and `uv venv` put them
+    /// there (for Pythons before 3.10), no RECORD lists them, and they are
+    /// the environment's, like `pyvenv.cfg`.
+    fn is_virtualenv_patch(&self, path: &Path) -> bool {
+        if !self.made_by_virtualenv() {
+            return false;
+        }
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            return false;
+        };
+        let site = self.site_packages();
+        match path.parent() {
+            Some(parent) if parent == site => matches!(name, "_virtualenv.py" | "_virtualenv.pth"),
+            Some(parent) if parent == site.join("__pycache__") => {
+                crate::bytecode::is_bytecode_of(name, "_virtualenv")
+            }
+            _ => false,
+        }
     }
 }
 
@@ -112,6 +133,34 @@ mod tests {
             "pythont",
         ] {
             assert!(!is_reserved_script_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn virtualenvs_own_patch_files_belong_to_environments_virtualenv_made() {
+        for (cfg, owned) in [
+            (
+                "home = /usr\nvirtualenv = 20.26.6\nversion_info = 3.8.18.final.0\n",
+                true,
+            ),
+            ("home = /usr\nuv = 0.13.9\nversion_info = 3.8.18\n", true),
+            ("home = /usr\nversion = 3.8.18\n", false),
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            fs_err::write(dir.path().join("pyvenv.cfg"), cfg).expect("cfg");
+            let site = dir.path().join("lib/python3.8/site-packages");
+            fs_err::create_dir_all(&site).expect("site");
+            let env = Environment::open(dir.path()).expect("env");
+            for own in [
+                "_virtualenv.py",
+                "_virtualenv.pth",
+                "__pycache__/_virtualenv.cpython-38.pyc",
+            ] {
+                assert_eq!(env.is_own(&site.join(own)), owned, "{cfg} {own}");
+            }
+            for other in ["evil.pth", "_virtualenv/x.py", "pkg/_virtualenv.py"] {
+                assert!(!env.is_own(&site.join(other)), "{cfg} {other}");
+            }
         }
     }
 

@@ -208,6 +208,7 @@ impl WheelArchive {
             metadata: CoreMetadata {
                 name: String::new(),
                 version: String::new(),
+                requires_python: None,
             },
             entry_points: EntryPoints::default(),
             record: Vec::new(),
@@ -305,14 +306,13 @@ impl WheelArchive {
         let mut extents: Vec<(u64, u64, &str)> = Vec::with_capacity(self.files.len());
         let mut total = 0u64;
         for (index, entry) in &self.files {
-            match classify_entry(entry, &data_dir).map_err(|rule| self.invalid(entry, rule))? {
-                EntryDestination::Data(DataKey::Scripts, path) => {
-                    let name = path.split('/').next().unwrap_or(path);
-                    if let Some(why) = script_name_problem(name) {
-                        return Err(self.invalid(entry, Rule::ScriptName(why)));
-                    }
+            if let EntryDestination::Data(DataKey::Scripts, path) =
+                classify_entry(entry, &data_dir).map_err(|rule| self.invalid(entry, rule))?
+            {
+                let name = path.split('/').next().unwrap_or(path);
+                if let Some(why) = script_name_problem(name) {
+                    return Err(self.invalid(entry, Rule::ScriptName(why)));
                 }
-                _ => {}
             }
             let file = zip.by_index_raw(*index).map_err(|source| Error::Zip {
                 wheel: self.path.clone(),

@@ -56,13 +56,18 @@ impl WheelInfo {
     }
 }
 
-/// The two fields of core metadata an installer needs: `Name` and `Version`
-/// (*Core metadata specifications*; the header block ends at the first
-/// blank line).
+/// The fields of core metadata an installer needs: `Name`, `Version` and
+/// `Requires-Python` (*Core metadata specifications*; the header block ends
+/// at the first blank line).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoreMetadata {
+    /// `Name`, as spelled there.
     pub name: String,
+    /// `Version`, as spelled there.
     pub version: String,
+    /// `Requires-Python`, as written (*Core metadata specifications §
+    /// Requires-Python*: PEP 440 version specifiers); `None` when absent.
+    pub requires_python: Option<String>,
 }
 
 impl CoreMetadata {
@@ -74,9 +79,13 @@ impl CoreMetadata {
         let version = header(&headers, "Version")
             .filter(|v| !v.is_empty())
             .ok_or_else(|| Rule::MalformedMetadata("no `Version` field".into()))?;
+        let requires_python = header(&headers, "Requires-Python")
+            .filter(|v| !v.is_empty())
+            .map(str::to_string);
         Ok(CoreMetadata {
             name: name.to_string(),
             version: version.to_string(),
+            requires_python,
         })
     }
 }
@@ -148,10 +157,14 @@ mod tests {
             meta,
             CoreMetadata {
                 name: "Flask".into(),
-                version: "3.0.3".into()
+                version: "3.0.3".into(),
+                requires_python: None,
             }
         );
         assert!(CoreMetadata::parse("Metadata-Version: 2.1\nVersion: 1\n").is_err());
+        let django =
+            CoreMetadata::parse("Name: Django\nVersion: 5.2\nRequires-Python: >=3.10\n").unwrap();
+        assert_eq!(django.requires_python.as_deref(), Some(">=3.10"));
         assert!(CoreMetadata::parse("Name: x\n").is_err());
     }
 }
