@@ -9,17 +9,22 @@ use crate::Rule;
 /// One script entry point: `name = module:qualname [extras]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryPoint {
+    /// The script's name: the key, and the file name in `bin/`.
     pub name: String,
+    /// The dotted module path before `:` (`flask.cli`).
     pub module: String,
-    /// The dotted attribute path after `:`; `None` means "the module itself"
-    /// (not valid for scripts; refused by [`EntryPoints::parse`]).
+    /// The dotted attribute path after `:` (`main`, `obj.attr`). A script
+    /// must name one: a value without `:` is refused by
+    /// [`EntryPoints::parse`].
     pub object: String,
+    /// Whether it is a `gui_scripts` entry (else `console_scripts`).
     pub gui: bool,
 }
 
 /// The script entry points of a wheel.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EntryPoints {
+    /// The `console_scripts` and `gui_scripts` entries, in file order.
     pub scripts: Vec<EntryPoint>,
 }
 

@@ -12,12 +12,19 @@ pub enum Error {
     /// The file name does not follow *Binary distribution format § File name
     /// convention*.
     #[error("invalid wheel file name `{filename}`: {reason}")]
-    InvalidFilename { filename: String, reason: String },
+    InvalidFilename {
+        /// The file name as given.
+        filename: String,
+        /// Which part of the convention it breaks, in words.
+        reason: String,
+    },
 
     /// The file could not be read as a zip archive at all.
     #[error("`{}` is not a valid zip archive", wheel.display())]
     Zip {
+        /// The wheel file.
         wheel: PathBuf,
+        /// What the zip reader could not read.
         #[source]
         source: zip::result::ZipError,
     },
@@ -25,7 +32,9 @@ pub enum Error {
     /// One entry of the wheel breaks one rule of the format.
     #[error("invalid wheel `{}`", wheel.display())]
     Invalid {
+        /// The wheel file.
         wheel: PathBuf,
+        /// The entry and the rule it broke.
         #[source]
         violation: Violation,
     },
@@ -33,8 +42,11 @@ pub enum Error {
     /// Reading one entry of the zip failed (corrupt data, bad CRC, truncation).
     #[error("invalid wheel `{}`: entry `{entry}` could not be read", wheel.display())]
     Entry {
+        /// The wheel file.
         wheel: PathBuf,
+        /// The entry's path inside the wheel.
         entry: String,
+        /// The read error (`InvalidData` for a bad CRC or deflate stream).
         #[source]
         source: std::io::Error,
     },
@@ -73,7 +85,10 @@ impl Error {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("entry `{}`: {}", printable(entry), printable(&rule.to_string()))]
 pub struct Violation {
+    /// The entry's path inside the wheel (or the script name, for an entry
+    /// point; or the `.dist-info` directory expected, when there is none).
     pub entry: String,
+    /// The rule it broke.
     pub rule: Rule,
 }
 
@@ -94,15 +109,17 @@ pub(crate) fn printable(text: &str) -> String {
 /// A rule of the wheel format (or of keel's safety policy) that an entry broke.
 ///
 /// The `Display` text is the rule in words, so that an error reads
-/// "entry `x`: <rule>".
+/// ``entry `x`: <rule>``.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Rule {
     /// *Binary distribution format § The .dist-info directory*: exactly one.
     NoDistInfo,
+    /// More than one `.dist-info` directory (their names, sorted).
     SeveralDistInfo(Vec<String>),
     /// The `.dist-info` directory's name or version disagrees with the file name.
     DistInfoMismatch {
+        /// The directory name the file name calls for.
         expected: String,
     },
     /// A required `.dist-info` file is absent (`METADATA`, `WHEEL`, `RECORD`).
@@ -115,7 +132,9 @@ pub enum Rule {
     MalformedMetadata(String),
     /// A row of `RECORD` is not `path,hash,size`.
     MalformedRecordRow {
+        /// The row's line number, from 1; 0 when the row is not known.
         line: u64,
+        /// What is wrong with it, in words.
         reason: String,
     },
     /// A hash algorithm that is not allowed (*Recording installed projects §
@@ -130,12 +149,17 @@ pub enum Rule {
     Duplicate,
     /// The entry's content does not match the hash `RECORD` gives it.
     HashMismatch {
+        /// RECORD's hash, as RECORD writes it.
         expected: String,
+        /// The content's hash, with the same algorithm.
         actual: String,
     },
     /// The entry's size does not match the size `RECORD` gives it.
     SizeMismatch {
+        /// RECORD's size in bytes.
         expected: u64,
+        /// The content's size in bytes (for a file stopped while it was
+        /// extracted, because it grew past `expected`: the bytes read so far).
         actual: u64,
     },
     /// A path that could escape its destination (absolute, `..`, backslash, …).
@@ -153,18 +177,25 @@ pub enum Rule {
     InconsistentZip(String),
     /// Larger than the configured limit (`what`: a file, or the whole wheel).
     TooLarge {
+        /// The size in bytes (for the wheel: the running total).
         size: u64,
+        /// The limit in bytes it went over.
         limit: u64,
+        /// `"file"` or `"wheel"`.
         what: &'static str,
     },
     /// Compressed far more than real data compresses: a zip bomb.
     CompressionRatio {
+        /// Uncompressed size over compressed size, rounded down.
         ratio: u64,
+        /// The largest ratio allowed ([`crate::Limits::max_ratio`]).
         limit: u64,
     },
     /// The METADATA version disagrees with the file name.
     VersionMismatch {
+        /// The version METADATA gives.
         metadata: String,
+        /// The version the file name gives.
         filename: String,
     },
     /// A script (entry point or `.data/scripts/` file) whose name escapes

@@ -93,11 +93,17 @@ fn escaped_key(component: &str) -> String {
 pub struct WheelFilename {
     /// The distribution name as spelled in the file name.
     pub name: String,
+    /// The version as spelled in the file name (`4.2.16`); see
+    /// [`WheelFilename::pep440_version`].
     pub version: String,
+    /// The optional build tag (`1`, `2b`): it starts with a digit.
     pub build_tag: Option<String>,
-    /// Compressed tag sets (`py2.py3`) split on `.`.
+    /// The Python tags (`py3`, `cp311`); compressed tag sets (`py2.py3`)
+    /// are split on `.`.
     pub python_tags: Vec<String>,
+    /// The ABI tags (`none`, `cp311`, `abi3`), split on `.`.
     pub abi_tags: Vec<String>,
+    /// The platform tags (`any`, `manylinux_2_17_x86_64`), split on `.`.
     pub platform_tags: Vec<String>,
 }
 

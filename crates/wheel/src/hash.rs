@@ -19,12 +19,16 @@ use crate::Rule;
 /// A hash algorithm keel accepts in RECORD.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HashAlgorithm {
+    /// SHA-256 (`sha256`).
     Sha256,
+    /// SHA-384 (`sha384`).
     Sha384,
+    /// SHA-512 (`sha512`).
     Sha512,
 }
 
 impl HashAlgorithm {
+    /// The name RECORD spells it with, `hashlib`'s (`sha256`).
     pub fn name(self) -> &'static str {
         match self {
             HashAlgorithm::Sha256 => "sha256",
@@ -45,7 +49,10 @@ impl HashAlgorithm {
 /// A hash as RECORD writes it: the algorithm and the raw digest.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RecordHash {
+    /// The algorithm named before the `=`.
     pub algorithm: HashAlgorithm,
+    /// The raw digest bytes (decoded from urlsafe base64; as long as the
+    /// algorithm's output).
     pub digest: Vec<u8>,
 }
 
@@ -132,12 +139,16 @@ impl fmt::Display for RecordHash {
 /// An incremental hasher for any accepted algorithm.
 #[derive(Clone)]
 pub enum Hasher {
+    /// Hashing with SHA-256.
     Sha256(sha2::Sha256),
+    /// Hashing with SHA-384.
     Sha384(sha2::Sha384),
+    /// Hashing with SHA-512.
     Sha512(sha2::Sha512),
 }
 
 impl Hasher {
+    /// A hasher for `algorithm` that has seen no bytes yet.
     pub fn new(algorithm: HashAlgorithm) -> Self {
         match algorithm {
             HashAlgorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
@@ -146,6 +157,7 @@ impl Hasher {
         }
     }
 
+    /// Feeds `bytes` to the hash.
     pub fn update(&mut self, bytes: &[u8]) {
         match self {
             Hasher::Sha256(h) => h.update(bytes),
@@ -154,6 +166,7 @@ impl Hasher {
         }
     }
 
+    /// The hash of every byte fed so far.
     pub fn finish(self) -> RecordHash {
         let (algorithm, digest) = match self {
             Hasher::Sha256(h) => (HashAlgorithm::Sha256, h.finalize().to_vec()),

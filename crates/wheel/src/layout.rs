@@ -9,14 +9,22 @@ use crate::Rule;
 /// into a dict of destination directories").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DataKey {
+    /// `purelib`: pure-Python modules (site-packages).
     Purelib,
+    /// `platlib`: platform-specific modules (site-packages).
     Platlib,
+    /// `headers`: C headers.
     Headers,
+    /// `scripts`: executables, installed into `bin/`.
     Scripts,
+    /// `data`: files relative to the environment's root.
     Data,
 }
 
 impl DataKey {
+    /// The key a `.data/<key>/` directory names (`purelib`, `platlib`,
+    /// `headers`, `scripts`, `data`: `sysconfig`'s install paths); any other
+    /// is [`Rule::UnknownDataKey`].
     pub fn parse(key: &str) -> Result<Self, Rule> {
         Ok(match key {
             "purelib" => DataKey::Purelib,

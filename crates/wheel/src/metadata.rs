@@ -10,8 +10,12 @@ use crate::Rule;
 /// platlib).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WheelInfo {
+    /// `Wheel-Version` major; always 1 ([`WheelInfo::parse`] refuses others).
     pub version_major: u32,
+    /// `Wheel-Version` minor.
     pub version_minor: u32,
+    /// `Root-Is-Purelib`: the archive root installs into purelib when true,
+    /// platlib when false.
     pub root_is_purelib: bool,
 }
 
@@ -19,6 +23,9 @@ impl WheelInfo {
     /// The newest `Wheel-Version` minor keel knows; newer minors warn.
     pub const SUPPORTED_MINOR: u32 = 0;
 
+    /// Parses the text of `WHEEL`: `Wheel-Version` (`major.minor`, major 1)
+    /// and `Root-Is-Purelib` (`true` or `false`, any case) are required;
+    /// other keys are ignored.
     pub fn parse(text: &str) -> Result<Self, Rule> {
         let headers = parse_headers(text);
         let version = header(&headers, "Wheel-Version")
@@ -71,6 +78,9 @@ pub struct CoreMetadata {
 }
 
 impl CoreMetadata {
+    /// Parses the header block of `METADATA`: `Name` and `Version` are
+    /// required and non-empty ([`Rule::MalformedMetadata`]); the body after
+    /// the first blank line is not read.
     pub fn parse(text: &str) -> Result<Self, Rule> {
         let headers = parse_headers(text);
         let name = header(&headers, "Name")

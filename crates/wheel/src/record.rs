@@ -16,7 +16,10 @@ const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
 pub struct RecordEntry {
     /// `/`-separated path, relative to the directory that holds `.dist-info`.
     pub path: String,
+    /// The file's hash; `None` when the field is empty (RECORD itself and
+    /// its signatures).
     pub hash: Option<RecordHash>,
+    /// The file's size in bytes; `None` when the field is empty.
     pub size: Option<u64>,
 }
 
