@@ -167,9 +167,14 @@ struct InstallArgs {
     /// Install again even when the same version is installed.
     #[arg(long)]
     reinstall: bool,
-    /// Overwrite files that another installed distribution owns.
+    /// Overwrite files that another installed distribution owns. (Never
+    /// installs a wheel the environment's Python cannot run.)
     #[arg(long)]
     force: bool,
+    /// Install a wheel whose Requires-Python excludes the environment's
+    /// Python, with a warning (its tags are still checked).
+    #[arg(long)]
+    ignore_requires_python: bool,
     /// Refuse a wheel holding a file larger than this (bytes, or with a
     /// K, M, G or T suffix: powers of 1024).
     #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_size)]
@@ -419,6 +424,7 @@ fn install(args: &InstallArgs, exact: bool, quiet: bool) -> Result<(), CliError>
     };
     options.reinstall = args.reinstall;
     options.force = args.force;
+    options.ignore_requires_python = args.ignore_requires_python;
     options.exact = exact;
     options.limits = keel_wheel::Limits {
         max_file_size: args.max_file_size,

@@ -48,7 +48,8 @@ for entry in sorted(os.listdir(site)):
             if size and int(size) != len(data):
                 problems.append(f"{entry}: {path}: size {len(data)} != {size}")
 # Files nobody claims, outside what venv/Python/keel themselves own.
-ignored_top = {"pyvenv.cfg", ".keel", "lib64"}
+# (`.gitignore`: Python 3.13's venv writes one at the root.)
+ignored_top = {"pyvenv.cfg", ".keel", "lib64", ".gitignore"}
 ignored_bin = {"python", "python3", "activate", "activate.csh", "activate.fish", "Activate.ps1"}
 unclaimed = []
 for root, dirs, files in os.walk(venv):

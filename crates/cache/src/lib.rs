@@ -388,6 +388,11 @@ impl Cache {
         self
     }
 
+    /// The size limits wheels are unpacked under.
+    pub fn limits(&self) -> keel_wheel::Limits {
+        self.limits
+    }
+
     /// Refuses, when unpacking, a wheel that would write where `check`
     /// forbids (the target environment's own files), so that such a wheel
     /// never becomes an archive.

@@ -59,9 +59,26 @@ impl Cache {
         sources: &[WheelSource],
         observer: &dyn UnpackObserver,
     ) -> Result<Vec<Obtained>, Error> {
+        let lookups = sources
+            .iter()
+            .map(|source| self.lookup(source))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.obtain_looked_up(sources, lookups, observer)
+    }
+
+    /// [`Cache::obtain`] for wheels already looked up (`lookups[i]` is
+    /// `sources[i]`'s): a caller that needed the lookups first (to read a
+    /// cached wheel's metadata) does not pay for them twice.
+    pub fn obtain_looked_up(
+        &self,
+        sources: &[WheelSource],
+        lookups: Vec<Lookup>,
+        observer: &dyn UnpackObserver,
+    ) -> Result<Vec<Obtained>, Error> {
         let attempts: Vec<Result<Attempt, Error>> = sources
             .par_iter()
-            .map(|source| self.attempt(source, observer))
+            .zip(lookups)
+            .map(|(source, lookup)| self.attempt(source, lookup, observer))
             .collect();
         sources
             .iter()
@@ -93,9 +110,10 @@ impl Cache {
     fn attempt(
         &self,
         source: &WheelSource,
+        lookup: Lookup,
         observer: &dyn UnpackObserver,
     ) -> Result<Attempt, Error> {
-        let origin = match self.lookup(source)? {
+        let origin = match lookup {
             Lookup::Hit(archive) => {
                 return Ok(Attempt::Ready(Obtained {
                     archive,

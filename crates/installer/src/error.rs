@@ -142,6 +142,53 @@ pub enum Error {
         installing: String,
     },
 
+    /// The environment's interpreter cannot be probed.
+    #[error(transparent)]
+    Interpreter(#[from] keel_python::Error),
+
+    /// None of a wheel's tags is supported by the environment's interpreter.
+    #[error(
+        "{wheel} is not supported by {} ({description}): none of its tags {tags} is among the interpreter's",
+        interpreter.display()
+    )]
+    UnsupportedWheel {
+        /// The wheel's file name.
+        wheel: String,
+        /// The environment's interpreter.
+        interpreter: PathBuf,
+        /// Its implementation and version (`CPython 3.13.0`).
+        description: String,
+        /// The wheel's expanded tags.
+        tags: String,
+    },
+
+    /// A wheel's `Requires-Python` excludes the interpreter's version.
+    #[error(
+        "{wheel} requires Python {requires}; the environment has {version} ({}) (use --ignore-requires-python to install it anyway)",
+        interpreter.display()
+    )]
+    RequiresPython {
+        /// The wheel's file name.
+        wheel: String,
+        /// `Requires-Python` as written.
+        requires: String,
+        /// The interpreter's version.
+        version: keel_wheel::Version,
+        /// The environment's interpreter.
+        interpreter: PathBuf,
+    },
+
+    /// A `Requires-Python` that is not PEP 440 specifiers.
+    #[error("invalid wheel `{}`: Requires-Python `{requires}` in METADATA is not a list of PEP 440 version specifiers: {reason}", wheel.display())]
+    InvalidRequiresPython {
+        /// The wheel.
+        wheel: PathBuf,
+        /// As written.
+        requires: String,
+        /// What the parser said.
+        reason: String,
+    },
+
     /// Cancelled (SIGINT, SIGTERM) before the commit.
     #[error("interrupted; nothing was changed")]
     Interrupted,

@@ -47,6 +47,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod compat;
 mod destinations;
 mod env_lock;
 mod error;
@@ -121,8 +122,15 @@ pub fn install(
         return Ok(report);
     }
 
+    let target = probe_target(tx.env(), &options.cache_dir)?;
+    tx.mark("probe");
     let sources: Vec<WheelSource> = plan.install.iter().map(|c| c.source.clone()).collect();
-    let obtained = cache.obtain(&sources, observer(options))?;
+    for source in &sources {
+        compat::check_tags(source, &target)?;
+    }
+    let lookups =
+        compat::check_requires_python(&cache, &sources, &target, options.ignore_requires_python)?;
+    let obtained = cache.obtain_looked_up(&sources, lookups, observer(options))?;
     tx.mark("archives");
     tx.check_cancelled()?;
     record_origins(&mut report, &obtained, &sources);
@@ -155,6 +163,14 @@ pub fn install(
     report.removed = names_and_versions(&plan.remove);
     report.installed = installed_wheels(&plan, &jobs);
     Ok(report)
+}
+
+/// The environment's interpreter (probed once, then cached by its path
+/// and stat) and the tags it supports, in priority order.
+fn probe_target(env: &Environment, cache_dir: &Path) -> Result<compat::Target, Error> {
+    let interpreter = keel_python::Interpreter::probe(&env.python(), Some(cache_dir))?;
+    let tags = keel_python::Tags::new(&interpreter, keel_python::TagOrder::default());
+    Ok(compat::Target { interpreter, tags })
 }
 
 /// Each wheel once (the same file named twice, by overlapping globs, is

@@ -35,6 +35,9 @@ pub struct InstallOptions {
     pub reinstall: bool,
     /// Let an installed wheel take over files another distribution owns.
     pub force: bool,
+    /// Install a wheel whose `Requires-Python` excludes the environment's
+    /// Python (with a warning). Tags are never ignored.
+    pub ignore_requires_python: bool,
     /// Remove every installed distribution that is not among the wheels, in
     /// the same transaction (`keel sync`).
     pub exact: bool,
@@ -59,6 +62,7 @@ impl InstallOptions {
             verification: Verification::default(),
             reinstall: false,
             force: false,
+            ignore_requires_python: false,
             exact: false,
             reporter: None,
             limits: keel_wheel::Limits::default(),
