@@ -11,6 +11,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::journal::InterruptedTransaction;
 use common::pypi::{pip_install, real_wheels, wheel_name_version};
 use common::unprivileged::{
     User, configured_unprivileged_user, run_as, running_as_root, user_exists, user_named,
@@ -290,20 +291,10 @@ fn flip_a_byte(path: &Path) {
 /// tests/transactions.rs): `paths` moved into its backup, a journal of
 /// those moves, not committed.
 fn interrupt_by_hand(venv: &Path, name: &str, paths: &[PathBuf]) -> PathBuf {
-    let tx = venv.join(".keel").join(name);
-    fs_err::create_dir_all(tx.join("backup")).expect("create tx");
-    let mut moves = Vec::new();
-    for path in paths {
-        let to = tx
-            .join("backup")
-            .join(path.strip_prefix(venv).expect("inside the venv"));
-        fs_err::create_dir_all(to.parent().expect("parent")).expect("create backup dir");
-        fs_err::rename(path, &to).expect("move to backup");
-        moves.push(json!({"from": path, "to": to}));
-    }
-    let journal = json!({"moves": moves, "prune": [], "summary": "-keel-demo-ns-a==1.0"});
-    fs_err::write(tx.join("journal.json"), journal.to_string()).expect("write journal");
-    tx
+    InterruptedTransaction::new(venv, name)
+        .summary("-keel-demo-ns-a==1.0")
+        .moved_to_backup(paths)
+        .journaled()
 }
 
 /// The user to run a command as so that file modes apply: ourselves
@@ -1041,13 +1032,9 @@ fn verify_json_report_has_the_documented_shape() {
     fs_err::os::unix::fs::symlink("elsewhere.py", site.join("keel_demo_legacy.py"))
         .expect("symlink");
     fs_err::remove_file(site.join("keel_demo_data-0.3.0.dist-info/RECORD")).expect("rm");
-    let tx = venv.join(".keel/tx-left-behind");
-    fs_err::create_dir_all(&tx).expect("mkdir");
-    fs_err::write(
-        tx.join("journal.json"),
-        r#"{"moves":[],"prune":[],"summary":"+x==1"}"#,
-    )
-    .expect("write journal");
+    let tx = InterruptedTransaction::new(&venv, "tx-left-behind")
+        .summary("+x==1")
+        .journaled();
 
     let (output, report) = verify_json(&venv, &[]);
     assert_exit(&output, 1);
@@ -1328,13 +1315,9 @@ fn verify_reports_an_interrupted_transaction_and_changes_nothing() {
 
     // A journal of no moves: the installed files are all fine, and still
     // the environment is not intact until `keel recover` has run.
-    let empty = venv.join(".keel/tx-empty");
-    fs_err::create_dir_all(&empty).expect("mkdir");
-    fs_err::write(
-        empty.join("journal.json"),
-        r#"{"moves":[],"prune":[],"summary":"+keel-demo-x==1"}"#,
-    )
-    .expect("write journal");
+    let empty = InterruptedTransaction::new(&venv, "tx-empty")
+        .summary("+keel-demo-x==1")
+        .journaled();
     let before = snapshot(&venv);
     let output = verify(&venv, &[]);
     assert_exit(&output, 1);
@@ -1439,8 +1422,7 @@ fn verify_never_writes_into_the_environment() {
     fs_err::remove_file(site.join("keel_demo_hello/sub/util.py")).expect("rm");
     fs_err::write(site.join("keel_demo_hello/x.py"), "").expect("write");
     fs_err::remove_file(site.join("keel_demo_ns_b-1.0.dist-info/RECORD")).expect("rm");
-    fs_err::create_dir_all(venv.join(".keel/tx-left")).expect("mkdir");
-    fs_err::write(venv.join(".keel/tx-left/journal.json"), r#"{"moves":[]}"#).expect("write");
+    InterruptedTransaction::new(&venv, "tx-left").journaled();
     check(&venv);
     assert_exit(&verify(&venv, &[]), 1);
 }
@@ -1540,13 +1522,9 @@ fn verify_accepts_an_environment_installed_by_pip() {
 #[test]
 fn verify_waits_for_a_running_transaction_instead_of_reporting_it() {
     let (_sandbox, venv) = installed(&[NS_A]);
-    let tx = venv.join(".keel/tx-running");
-    fs_err::create_dir_all(tx.join("staging")).expect("create tx");
-    fs_err::write(
-        tx.join("journal.json"),
-        br#"{"moves":[],"prune":[],"summary":""}"#,
-    )
-    .expect("journal");
+    let tx = InterruptedTransaction::new(&venv, "tx-running")
+        .with_staging()
+        .journaled();
     // The running "keel": holds the lock, finishes its transaction, exits.
     let script = format!("sleep 2; rm -rf '{}'", tx.to_str().expect("utf-8 path"));
     let mut holder = Command::new("flock")

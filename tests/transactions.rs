@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::journal::InterruptedTransaction;
 use common::time_limit::wait_with_limit;
 use common::*;
 use keel_fixtures::WheelBuilder;
@@ -519,23 +520,14 @@ fn sync_installs_replaces_and_removes_in_one_transaction() {
 /// environment path into its backup area (really moving them), writes the
 /// journal, and the commit record if `committed`.
 fn interrupt_by_hand(venv: &Path, paths: &[PathBuf], prune: &[PathBuf], committed: bool) {
-    let venv = std::path::absolute(venv).unwrap();
-    let tx = venv.join(".keel/tx-manual");
-    let mut moves = Vec::new();
-    for path in paths {
-        let to = tx.join("backup").join(path.strip_prefix(&venv).unwrap());
-        fs_err::create_dir_all(to.parent().unwrap()).unwrap();
-        fs_err::rename(path, &to).unwrap();
-        moves.push(serde_json::json!({"from": path, "to": to}));
-    }
-    let journal = serde_json::json!({
-        "moves": moves,
-        "prune": prune,
-        "summary": "-keel-demo-ns-a==1.0",
-    });
-    fs_err::write(tx.join("journal.json"), journal.to_string()).unwrap();
+    let tx = InterruptedTransaction::new(venv, "tx-manual")
+        .summary("-keel-demo-ns-a==1.0")
+        .moved_to_backup(paths)
+        .pruning(prune);
     if committed {
-        fs_err::write(tx.join("committed"), "").unwrap();
+        tx.committed();
+    } else {
+        tx.journaled();
     }
 }
 

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod ageing;
+pub mod journal;
 pub mod pypi;
 pub mod time_limit;
 pub mod unprivileged;

@@ -24,12 +24,32 @@ pub fn pypi_fixtures() -> PathBuf {
 }
 
 /// Where the real wheels are: `$KEEL_PYPI_WHEELS`, else
-/// `fixtures/pypi/wheels` (not checked; see [`real_wheels`]).
+/// `fixtures/pypi/wheels`, downloaded there on first use: `download.sh`
+/// runs once per test process (it skips the network when every pinned
+/// wheel is there with its hash, and locks the directory, so parallel test
+/// processes take turns). A fresh clone's `cargo test` needs nothing run
+/// before it.
 pub fn real_wheels_dir() -> PathBuf {
-    match std::env::var_os("KEEL_PYPI_WHEELS").filter(|v| !v.is_empty()) {
+    let dir = match std::env::var_os("KEEL_PYPI_WHEELS").filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir),
         None => pypi_fixtures().join("wheels"),
-    }
+    };
+    static DOWNLOADED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    DOWNLOADED.get_or_init(|| download(&dir));
+    dir
+}
+
+/// `bash fixtures/pypi/download.sh DIR`; a failure fails the test.
+fn download(dir: &Path) {
+    let output = run(Command::new("bash")
+        .arg(pypi_fixtures().join("download.sh"))
+        .arg(dir));
+    assert!(
+        output.status.success(),
+        "downloading the pinned PyPI wheels into {} failed:\n{}\n{DOWNLOAD_HINT}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// PEP 503: lower case, runs of `-`, `_`, `.` become one `-`.

@@ -25,12 +25,51 @@ pub fn running_as_root() -> bool {
         == 0
 }
 
-/// The user named by `$KEEL_TEST_UNPRIVILEGED_USER`, if set and not empty
-/// (`bash .ci/run` creates `keeltest` and sets it).
+/// The user the tests create when root runs them without
+/// `$KEEL_TEST_UNPRIVILEGED_USER` (the one `bash .ci/run` creates too).
+pub const DEFAULT_UNPRIVILEGED_USER: &str = "keeltest";
+
+/// The ordinary user the permission tests run keel as: the one named by
+/// `$KEEL_TEST_UNPRIVILEGED_USER` if set and not empty; else, when root
+/// runs the tests, `keeltest`, created on first use (once per process, and
+/// under a lock across test processes), so that a fresh clone's
+/// `cargo test` needs nothing run before it. `None` for a non-root run
+/// without the variable: such a run cannot switch users.
 pub fn configured_unprivileged_user() -> Option<String> {
-    std::env::var("KEEL_TEST_UNPRIVILEGED_USER")
+    if let Some(name) = std::env::var("KEEL_TEST_UNPRIVILEGED_USER")
         .ok()
         .filter(|name| !name.is_empty())
+    {
+        return Some(name);
+    }
+    if !running_as_root() {
+        return None;
+    }
+    static CREATED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    CREATED.get_or_init(|| create_user(DEFAULT_UNPRIVILEGED_USER));
+    Some(DEFAULT_UNPRIVILEGED_USER.to_string())
+}
+
+/// `useradd` (as `.ci/run` does) unless the user exists; two test
+/// processes take turns on a lock file.
+fn create_user(name: &str) {
+    let lock = fs_err::File::create(std::env::temp_dir().join("keel-test-useradd.lock"))
+        .expect("create the useradd lock file");
+    lock.file().lock().expect("lock the useradd lock file");
+    if !user_exists(name) {
+        let output = run(Command::new("useradd").args([
+            "--create-home",
+            "--user-group",
+            "--shell",
+            "/bin/bash",
+            name,
+        ]));
+        assert!(
+            output.status.success(),
+            "could not create the unprivileged test user `{name}` (useradd): {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
 
 /// Whether the system has a user of that name.
