@@ -39,17 +39,11 @@ const SIDE_BY_SIDE_DISTS: [&str; 6] = [
     "keel-demo-ns-b==1.0",
 ];
 
-/// Installs bundled wheels by file name, asserting success.
-#[track_caller]
-fn install_ok(sandbox: &Sandbox, venv: &Path, wheels: &[&str]) {
-    assert_success(&sandbox.install_bundled(venv, wheels, &[]));
-}
-
 /// A sandbox with one environment (absolute path) holding `wheels`.
 fn installed(wheels: &[&str]) -> (Sandbox, PathBuf) {
     let sandbox = Sandbox::new();
     let venv = std::path::absolute(sandbox.venv("venv")).expect("absolute venv path");
-    install_ok(&sandbox, &venv, wheels);
+    sandbox.install_bundled_ok(&venv, wheels);
     (sandbox, venv)
 }
 
@@ -403,7 +397,7 @@ fn verify_reports_a_clean_environment_as_intact() {
 #[test]
 fn verify_reports_an_upgraded_and_a_partly_uninstalled_environment_as_intact() {
     let (sandbox, venv) = installed(&[HELLO_V1, NS_A, NS_B]);
-    install_ok(&sandbox, &venv, &[HELLO_V2]);
+    sandbox.install_bundled_ok(&venv, &[HELLO_V2]);
     let uninstall = run(keel()
         .args(["uninstall", "--venv"])
         .arg(&venv)
@@ -1393,7 +1387,7 @@ fn verify_never_writes_into_the_environment() {
     let sandbox = Sandbox::new();
     let fresh = std::path::absolute(sandbox.venv("fresh")).expect("absolute");
     let venv = std::path::absolute(sandbox.venv("venv")).expect("absolute");
-    install_ok(&sandbox, &venv, &SIDE_BY_SIDE);
+    sandbox.install_bundled_ok(&venv, &SIDE_BY_SIDE);
     let runs: [&[&str]; 6] = [
         &[],
         &["--json"],

@@ -242,7 +242,7 @@ fn spawn_cache(sandbox: &Sandbox, label: &str, subcommand: &str) -> Proc {
 
 /// Runs `keel install` to its end (under the limit), asserting success.
 #[track_caller]
-fn install_ok(sandbox: &Sandbox, label: &str, venv: &Path, wheels: &[PathBuf]) -> Finished {
+fn spawned_install_ok(sandbox: &Sandbox, label: &str, venv: &Path, wheels: &[PathBuf]) -> Finished {
     let done = spawn_install(sandbox, label, venv, wheels).finish();
     done.assert_success();
     done
@@ -377,14 +377,6 @@ fn venvs(sandbox: &Sandbox, prefix: &str, n: usize) -> Vec<PathBuf> {
         .collect();
     in_parallel(&paths, |path| create_venv(path));
     paths
-}
-
-/// The environment without keel's `.keel/` (its lock is keel's business).
-fn env_snapshot(venv: &Path) -> std::collections::BTreeMap<PathBuf, Node> {
-    snapshot(venv)
-        .into_iter()
-        .filter(|(path, _)| !path.starts_with(".keel"))
-        .collect()
 }
 
 /// `keel verify` exit 0, the independent RECORD check, `dists`
@@ -572,7 +564,10 @@ fn installs_with_cache_clean_started_in_the_middle_land_whole_or_change_nothing(
     let real = real_wheels();
     let sandbox = scratch();
     let all = venvs(&sandbox, "venv", 10);
-    let before: Vec<_> = all.iter().map(|v| env_snapshot(v)).collect();
+    let before: Vec<_> = all
+        .iter()
+        .map(|v| env_snapshot_outside_keel_dir(v))
+        .collect();
     let spawn = |i: usize| spawn_install(&sandbox, &format!("install-{i}"), &all[i], &real.wheels);
 
     // Wave A: four installs, until each has taken its environment's lock
@@ -657,7 +652,7 @@ fn installs_with_cache_clean_started_in_the_middle_land_whole_or_change_nothing(
         );
         assert_eq!(leftover_transactions(venv), Vec::<String>::new());
         assert_eq!(dist_infos(venv), Vec::<String>::new());
-        assert_same_tree(before, &env_snapshot(venv));
+        assert_same_tree(before, &env_snapshot_outside_keel_dir(venv));
     }
     let waited_for_clean: Vec<&str> = installs
         .iter()
@@ -791,7 +786,7 @@ fn cache_clean_waits_for_a_shared_flock_on_the_cache_lock_and_says_so() {
     let sandbox = scratch();
     let venv = sandbox.path().join("venv");
     create_venv(&venv);
-    install_ok(&sandbox, "warm", &venv, &real.some(&SMALL));
+    spawned_install_ok(&sandbox, "warm", &venv, &real.some(&SMALL));
 
     let holder = hold(&sandbox, "holder", &["-s"], &sandbox.cache.join(".lock"), 3);
     let clean = spawn_cache(&sandbox, "clean", "clean");
@@ -898,7 +893,7 @@ fn a_cache_or_unpack_lock_whose_flock_holder_was_killed_never_blocks() {
 
     // The cache lock, exclusive (a killed clean): an install proceeds.
     hold(&sandbox, "exclusive", &["-o", "-x"], &lock, 60).kill();
-    let first = install_ok(&sandbox, "install-0", &venvs[0], &real.some(&["idna"]));
+    let first = spawned_install_ok(&sandbox, "install-0", &venvs[0], &real.some(&["idna"]));
     assert!(!first.said("waiting"), "{}", first.describe());
     assert!(first.took() < prompt, "{}", first.describe());
 
@@ -906,7 +901,7 @@ fn a_cache_or_unpack_lock_whose_flock_holder_was_killed_never_blocks() {
     let turn = sandbox.cache.join("archives-v1").join("certifi");
     fs_err::create_dir_all(&turn).unwrap();
     hold(&sandbox, "turn", &["-o"], &turn, 60).kill();
-    let second = install_ok(&sandbox, "install-1", &venvs[1], &real.some(&["certifi"]));
+    let second = spawned_install_ok(&sandbox, "install-1", &venvs[1], &real.some(&["certifi"]));
     assert!(!second.said("waiting"), "{}", second.describe());
     assert!(second.took() < prompt, "{}", second.describe());
     assert_eq!(second.unpacked(), 1);
@@ -983,7 +978,7 @@ fn a_cache_lock_file_aged_out_by_tmpwatch_while_an_install_holds_it_still_makes_
     let real = real_wheels();
     let sandbox = scratch();
     let venvs = venvs(&sandbox, "venv", 2);
-    install_ok(&sandbox, "warm", &venvs[0], &real.some(&["idna"]));
+    spawned_install_ok(&sandbox, "warm", &venvs[0], &real.some(&["idna"]));
     backdate_files_under(&sandbox.cache, SystemTime::now() - 30 * DAY);
 
     // An install under way: it holds the cache lock (shared) and waits for
@@ -1032,7 +1027,7 @@ fn an_install_started_while_cache_clean_waits_for_running_installs_waits_for_the
     let sandbox = scratch();
     let wheels = real.some(&["idna"]);
     let venvs = venvs(&sandbox, "venv", 2);
-    install_ok(&sandbox, "warm", &venvs[0], &wheels);
+    spawned_install_ok(&sandbox, "warm", &venvs[0], &wheels);
 
     let running = hold(
         &sandbox,
@@ -1081,7 +1076,7 @@ fn age_based_cleanup_running_during_an_install_from_an_aged_cache_is_healed() {
     let venvs = venvs(&sandbox, "venv", 3);
     let warm = sandbox.path().join("warm");
     create_venv(&warm);
-    install_ok(&sandbox, "warm", &warm, &real.wheels);
+    spawned_install_ok(&sandbox, "warm", &warm, &real.wheels);
     let aged = backdate_files_under(&sandbox.cache, SystemTime::now() - 30 * DAY);
 
     let stop = AtomicBool::new(false);
@@ -1123,7 +1118,7 @@ fn age_based_cleanup_running_during_an_install_from_an_aged_cache_is_healed() {
     sweep_files_older_than_in_use(&sandbox.cache, SystemTime::now() - 7 * DAY);
     let prune = spawn_cache(&sandbox, "prune", "prune").finish();
     prune.assert_success();
-    let next = install_ok(&sandbox, "install-next", &venvs[1], &real.wheels);
+    let next = spawned_install_ok(&sandbox, "install-next", &venvs[1], &real.wheels);
     assert_eq!(
         next.other_warnings(),
         Vec::<&str>::new(),
@@ -1133,7 +1128,7 @@ fn age_based_cleanup_running_during_an_install_from_an_aged_cache_is_healed() {
     assert_verified(&venvs[1], real.wheels.len());
     assert_one_archive_per_wheel(&sandbox.cache, &real.wheels);
     assert_cache_healthy(&sandbox.cache);
-    let silent = install_ok(&sandbox, "install-silent", &venvs[2], &real.wheels);
+    let silent = spawned_install_ok(&sandbox, "install-silent", &venvs[2], &real.wheels);
     assert_eq!(silent.unpacked(), 0, "{}", silent.describe());
     assert_eq!(
         silent.other_warnings(),
@@ -1158,7 +1153,7 @@ fn age_based_cleanup_between_installs_ageing_out_the_lock_tag_pointers_and_manif
     let real = real_wheels();
     let sandbox = scratch();
     let venvs = venvs(&sandbox, "venv", 3);
-    install_ok(&sandbox, "warm", &venvs[0], &real.wheels);
+    spawned_install_ok(&sandbox, "warm", &venvs[0], &real.wheels);
 
     let recent: BTreeSet<&str> = [
         "certifi",
@@ -1216,7 +1211,7 @@ fn age_based_cleanup_between_installs_ageing_out_the_lock_tag_pointers_and_manif
         );
     }
 
-    let install = install_ok(&sandbox, "install", &venvs[1], &real.wheels);
+    let install = spawned_install_ok(&sandbox, "install", &venvs[1], &real.wheels);
     assert_eq!(
         install.other_warnings(),
         Vec::<&str>::new(),
@@ -1243,7 +1238,7 @@ fn age_based_cleanup_between_installs_ageing_out_the_lock_tag_pointers_and_manif
     );
     assert_one_archive_per_wheel(&sandbox.cache, &real.wheels);
     assert_cache_healthy(&sandbox.cache);
-    let later = install_ok(&sandbox, "later", &venvs[2], &real.wheels);
+    let later = spawned_install_ok(&sandbox, "later", &venvs[2], &real.wheels);
     assert_eq!(later.unpacked(), 0, "{}", later.describe());
     assert_eq!(later.other_warnings(), Vec::<&str>::new());
     assert_verified(&venvs[2], real.wheels.len());

@@ -15,14 +15,6 @@ use keel_fixtures::{WheelBuilder, builder_from_source, bundled, bundled_sources_
 
 // ---------------------------------------------------------------- helpers
 
-/// Runs `keel install --venv VENV --cache-dir CACHE ARGS...` and asserts it
-/// succeeded.
-#[track_caller]
-fn install_ok(sandbox: &Sandbox, venv: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    let output = sandbox.install(venv, args);
-    assert_success(&output);
-    output
-}
 
 /// No transaction directory (`<venv>/.keel/tx-*`) is left behind.
 #[track_caller]
@@ -197,7 +189,7 @@ fn assert_same_paths_as_a_fresh_install(sandbox: &Sandbox, venv: &Path, wheels: 
 /// "unchanged" covers `__pycache__` too).
 fn venv_with_hello_v1(sandbox: &Sandbox, name: &str) -> PathBuf {
     let venv = sandbox.venv(name);
-    install_ok(sandbox, &venv, &[&sandbox.wheel(bundled::HELLO_V1)]);
+    sandbox.install_ok(&venv, &[&sandbox.wheel(bundled::HELLO_V1)]);
     compile_all(&venv);
     venv
 }
@@ -214,7 +206,7 @@ fn upgrade_replaces_the_old_version_and_removes_its_dropped_files_and_bytecode()
         assert!(pyc.is_file(), "compileall did not write {}", pyc.display());
     }
 
-    let output = install_ok(&sandbox, &venv, &[&sandbox.wheel(bundled::HELLO_V2)]);
+    let output = sandbox.install_ok(&venv, &[&sandbox.wheel(bundled::HELLO_V2)]);
     let err = stderr(&output);
     assert_contains(&err, "Installed 1 package in ");
     assert_contains(&err, " - keel-demo-hello==1.0.0\n");
@@ -253,7 +245,7 @@ fn upgrade_replaces_the_old_version_and_removes_its_dropped_files_and_bytecode()
 fn downgrade_replaces_the_newer_version_and_removes_its_files_and_bytecode() {
     let sandbox = Sandbox::new();
     let venv = sandbox.venv("venv");
-    install_ok(&sandbox, &venv, &[&sandbox.wheel(bundled::HELLO_V2)]);
+    sandbox.install_ok(&venv, &[&sandbox.wheel(bundled::HELLO_V2)]);
     compile_all(&venv);
     let site = site_packages(&venv);
     let newmod_pyc = bytecode(&site.join("keel_demo_hello"), "newmod");
@@ -261,7 +253,7 @@ fn downgrade_replaces_the_newer_version_and_removes_its_files_and_bytecode() {
         assert!(pyc.is_file(), "compileall did not write {}", pyc.display());
     }
 
-    let output = install_ok(&sandbox, &venv, &[&sandbox.wheel(bundled::HELLO_V1)]);
+    let output = sandbox.install_ok(&venv, &[&sandbox.wheel(bundled::HELLO_V1)]);
     let err = stderr(&output);
     assert_contains(&err, " - keel-demo-hello==2.0.0\n");
     assert_contains(&err, " + keel-demo-hello==1.0.0\n");
@@ -316,12 +308,12 @@ fn upgrade_removes_scripts_data_and_headers_the_new_version_dropped() {
     let old = evolve_wheel(&dir, "1.0", "old");
     let new = evolve_wheel(&dir, "2.0", "new");
     let venv = sandbox.venv("venv");
-    install_ok(&sandbox, &venv, &[&old]);
+    sandbox.install_ok(&venv, &[&old]);
     assert_eq!(script(&venv, "evolve-old", &[]).trim(), "evolve 1.0");
     assert!(venv.join("share/evolve-old/old.txt").is_file());
     assert!(venv.join("bin/evolve-old.sh").is_file());
 
-    let output = install_ok(&sandbox, &venv, &[&new]);
+    let output = sandbox.install_ok(&venv, &[&new]);
     assert_contains(&stderr(&output), " - keel-demo-evolve==1.0\n");
     assert_eq!(script(&venv, "evolve-new", &[]).trim(), "evolve 2.0");
     for gone in [
@@ -377,7 +369,7 @@ fn same_version_already_installed_is_left_byte_for_byte_alone() {
     let venv = venv_with_hello_v1(&sandbox, "venv");
     let before = snapshot(&venv);
 
-    let output = install_ok(&sandbox, &venv, &[&sandbox.wheel(bundled::HELLO_V1)]);
+    let output = sandbox.install_ok(&venv, &[&sandbox.wheel(bundled::HELLO_V1)]);
     let err = stderr(&output);
     assert_contains(&err, "Nothing to install");
     assert_contains(&err, "already installed");
@@ -390,16 +382,12 @@ fn same_version_already_installed_is_left_byte_for_byte_alone() {
 fn reinstall_installs_the_same_version_again_and_restores_a_deleted_file() {
     let sandbox = Sandbox::new();
     let venv = sandbox.venv("venv");
-    install_ok(&sandbox, &venv, &[&sandbox.wheel(bundled::HELLO_V1)]);
+    sandbox.install_ok(&venv, &[&sandbox.wheel(bundled::HELLO_V1)]);
     let util = site_packages(&venv).join("keel_demo_hello/sub/util.py");
     let content = fs_err::read(&util).unwrap();
     fs_err::remove_file(&util).unwrap();
 
-    let output = install_ok(
-        &sandbox,
-        &venv,
-        &[&sandbox.wheel(bundled::HELLO_V1), &"--reinstall"],
-    );
+    let output = sandbox.install_ok(&venv, &[&sandbox.wheel(bundled::HELLO_V1), &"--reinstall"]);
     let err = stderr(&output);
     assert_contains(&err, " ~ keel-demo-hello==1.0.0\n");
     assert!(!err.contains(" + keel-demo-hello"), "{err}");
@@ -418,9 +406,8 @@ fn reinstall_installs_the_same_version_again_and_restores_a_deleted_file() {
 fn already_installed_wheels_are_listed_beside_the_ones_installed() {
     let sandbox = Sandbox::new();
     let venv = sandbox.venv("venv");
-    install_ok(&sandbox, &venv, &[&sandbox.wheel(bundled::HELLO_V1)]);
-    let output = install_ok(
-        &sandbox,
+    sandbox.install_ok(&venv, &[&sandbox.wheel(bundled::HELLO_V1)]);
+    let output = sandbox.install_ok(
         &venv,
         &[
             &sandbox.wheel(bundled::HELLO_V1),
@@ -565,7 +552,7 @@ fn wheel_with_a_corrupt_entry_names_the_entry_and_changes_nothing() {
 fn two_versions_of_one_distribution_in_one_command_are_refused() {
     let sandbox = Sandbox::new();
     let venv = sandbox.venv("venv");
-    install_ok(&sandbox, &venv, &[&sandbox.wheel(bundled::NS_A)]);
+    sandbox.install_ok(&venv, &[&sandbox.wheel(bundled::NS_A)]);
     let before = snapshot(&venv);
 
     let v1 = sandbox.wheel(bundled::HELLO_V1);
@@ -672,7 +659,7 @@ fn the_venv_hint_is_a_command_that_can_be_pasted_for_a_path_with_a_space() {
 fn a_missing_wheel_is_named_and_nothing_is_installed() {
     let sandbox = Sandbox::new();
     let venv = sandbox.venv("venv");
-    install_ok(&sandbox, &venv, &[&sandbox.wheel(bundled::NS_A)]);
+    sandbox.install_ok(&venv, &[&sandbox.wheel(bundled::NS_A)]);
     let before = snapshot(&venv);
     let missing = sandbox.path().join("keel_demo_gone-1.0-py3-none-any.whl");
 
@@ -701,7 +688,7 @@ fn install_with_link_mode(sandbox: &Sandbox, mode: &str, extra: &[&str]) -> (Pat
     let data = sandbox.wheel(bundled::DATA);
     args.push(&hello);
     args.push(&data);
-    let output = install_ok(sandbox, &venv, &args);
+    let output = sandbox.install_ok(&venv, &args);
     assert_contains(&stderr(&output), "Installed 2 packages in ");
     assert_eq!(
         python(
@@ -910,7 +897,7 @@ fn link_mode_clone_default_falls_back_where_reflinks_are_unsupported() {
 
     // The default is clone: the same result without --link-mode.
     let venv2 = sandbox.venv("venv-default");
-    install_ok(&sandbox, &venv2, &[&sandbox.wheel(bundled::HELLO_V1)]);
+    sandbox.install_ok(&venv2, &[&sandbox.wheel(bundled::HELLO_V1)]);
     let installed2 = site_packages(&venv2).join("keel_demo_hello/__init__.py");
     assert_eq!(
         lstat(&installed2).ino() == lstat(&archived).ino(),
@@ -929,8 +916,7 @@ fn editing_a_hardlinked_file_does_not_reach_the_next_environment() {
     fs_err::write(&edited, text).unwrap();
 
     let second = sandbox.venv("second");
-    let output = install_ok(
-        &sandbox,
+    let output = sandbox.install_ok(
         &second,
         &[
             &"--link-mode",
@@ -957,14 +943,10 @@ fn editing_a_hardlinked_file_does_not_reach_the_next_environment() {
 fn verify_on_a_warm_cache_installs_a_verified_environment() {
     let sandbox = Sandbox::new();
     let cold = sandbox.venv("cold");
-    install_ok(&sandbox, &cold, &[&sandbox.wheel(bundled::MANY)]);
+    sandbox.install_ok(&cold, &[&sandbox.wheel(bundled::MANY)]);
 
     let warm = sandbox.venv("warm");
-    let output = install_ok(
-        &sandbox,
-        &warm,
-        &[&"--verify", &sandbox.wheel(bundled::MANY)],
-    );
+    let output = sandbox.install_ok(&warm, &[&"--verify", &sandbox.wheel(bundled::MANY)]);
     let err = stderr(&output);
     assert!(!err.contains("Unpacked"), "the cache was not warm:\n{err}");
     assert!(!err.contains("warning"), "{err}");
@@ -979,8 +961,7 @@ fn verify_on_a_warm_cache_installs_a_verified_environment() {
 fn verify_catches_an_archive_file_altered_behind_an_intact_stamp() {
     let sandbox = Sandbox::new();
     let first = sandbox.venv("first");
-    install_ok(
-        &sandbox,
+    sandbox.install_ok(
         &first,
         &[&"--link-mode", &"copy", &sandbox.wheel(bundled::HELLO_V1)],
     );
@@ -1007,11 +988,7 @@ fn verify_catches_an_archive_file_altered_behind_an_intact_stamp() {
     assert_ne!(fs_err::read(&archived).unwrap(), original);
 
     let second = sandbox.venv("second");
-    let output = install_ok(
-        &sandbox,
-        &second,
-        &[&"--verify", &sandbox.wheel(bundled::HELLO_V1)],
-    );
+    let output = sandbox.install_ok(&second, &[&"--verify", &sandbox.wheel(bundled::HELLO_V1)]);
     let err = stderr(&output);
     assert_contains(&err, "warning: the cached archive of keel_demo_hello-1.0.0");
     assert_contains(&err, "keel_demo_hello/__init__.py");
@@ -1168,9 +1145,9 @@ fn xdg_cache_home_is_the_default_cache_without_keel_cache_dir() {
 fn namespace_package_shared_by_two_wheels_installed_separately() {
     let sandbox = Sandbox::new();
     let venv = sandbox.venv("venv");
-    let output = install_ok(&sandbox, &venv, &[&sandbox.wheel(bundled::NS_A)]);
+    let output = sandbox.install_ok(&venv, &[&sandbox.wheel(bundled::NS_A)]);
     assert_contains(&stderr(&output), " + keel-demo-ns-a==1.0\n");
-    let output = install_ok(&sandbox, &venv, &[&sandbox.wheel(bundled::NS_B)]);
+    let output = sandbox.install_ok(&venv, &[&sandbox.wheel(bundled::NS_B)]);
     let err = stderr(&output);
     assert_contains(&err, " + keel-demo-ns-b==1.0\n");
     assert!(!err.contains("keel-demo-ns-a"), "{err}");
@@ -1227,8 +1204,7 @@ fn namespace_package_shared_by_two_wheels_installed_separately() {
 fn scripts_run_through_the_trampoline(sandbox: &Sandbox, venv: &Path) {
     create_venv(venv);
     let python = venv.join("bin/python");
-    install_ok(
-        sandbox,
+    sandbox.install_ok(
         venv,
         &[
             &sandbox.wheel(bundled::HELLO_V1),
@@ -1284,8 +1260,7 @@ fn scripts_run_in_a_venv_whose_path_has_a_space() {
 fn scripts_in_a_short_plain_venv_path_get_a_direct_shebang() {
     let sandbox = Sandbox::new();
     let venv = sandbox.venv("venv");
-    install_ok(
-        &sandbox,
+    sandbox.install_ok(
         &venv,
         &[
             &sandbox.wheel(bundled::HELLO_V1),
@@ -1308,8 +1283,7 @@ fn scripts_in_a_short_plain_venv_path_get_a_direct_shebang() {
 fn quiet_prints_nothing_on_success() {
     let sandbox = Sandbox::new();
     let venv = sandbox.venv("venv");
-    let output = install_ok(
-        &sandbox,
+    let output = sandbox.install_ok(
         &venv,
         &[
             &"-q",
@@ -1319,7 +1293,7 @@ fn quiet_prints_nothing_on_success() {
     );
     assert_eq!(stdout(&output), "");
     assert_eq!(stderr(&output), "");
-    let output = install_ok(&sandbox, &venv, &[&"-q", &sandbox.wheel(bundled::HELLO_V1)]);
+    let output = sandbox.install_ok(&venv, &[&"-q", &sandbox.wheel(bundled::HELLO_V1)]);
     assert_eq!(stdout(&output), "");
     assert_eq!(stderr(&output), "", "nothing-to-do message despite -q");
     assert_environment_matches_record(&venv);
@@ -1343,12 +1317,12 @@ fn verbose_prints_more_than_the_default() {
     // no fallback, so that -v has to say something about what keel did.
     let sandbox = Sandbox::new();
     let hello = sandbox.wheel(bundled::HELLO_V1);
-    install_ok(&sandbox, &sandbox.venv("warm-up"), &[&hello]);
+    sandbox.install_ok(&sandbox.venv("warm-up"), &[&hello]);
 
     let plain = sandbox.venv("plain");
-    let default = install_ok(&sandbox, &plain, &[&"--link-mode", &"copy", &hello]);
+    let default = sandbox.install_ok(&plain, &[&"--link-mode", &"copy", &hello]);
     let loud = sandbox.venv("loud");
-    let verbose = install_ok(&sandbox, &loud, &[&"-v", &"--link-mode", &"copy", &hello]);
+    let verbose = sandbox.install_ok(&loud, &[&"-v", &"--link-mode", &"copy", &hello]);
     let (default_err, verbose_err) = (stderr(&default), stderr(&verbose));
     assert_contains(&verbose_err, " + keel-demo-hello==1.0.0\n");
     assert!(
@@ -1362,7 +1336,7 @@ fn verbose_prints_more_than_the_default() {
 fn very_verbose_prints_debug_detail() {
     let sandbox = Sandbox::new();
     let venv = sandbox.venv("venv");
-    let output = install_ok(&sandbox, &venv, &[&"-vv", &sandbox.wheel(bundled::NS_A)]);
+    let output = sandbox.install_ok(&venv, &[&"-vv", &sandbox.wheel(bundled::NS_A)]);
     let err = stderr(&output);
     assert!(err.lines().any(|l| l.starts_with("debug: ")), "{err}");
     assert_contains(&err, " + keel-demo-ns-a==1.0\n");

@@ -12,7 +12,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use common::pypi::{
     RealWheels, assert_versions_and_imports, fixture_tsv, pins, pip_install, real_wheels,
@@ -32,13 +32,6 @@ fn sandbox(real: &RealWheels) -> Sandbox {
     sandbox
 }
 
-/// `keel install` of `wheels` (by path), asserting success.
-#[track_caller]
-fn install_ok(sandbox: &Sandbox, venv: &Path, wheels: &[PathBuf]) -> Output {
-    let output = sandbox.install_paths(venv, wheels, &[]);
-    assert_success(&output);
-    output
-}
 
 // ---------------------------------------------------------------------------
 // scripts.tsv and import-names.tsv
@@ -569,7 +562,7 @@ fn real_wheels_install_import_and_run_their_scripts() {
     let real = real_wheels();
     let sandbox = sandbox(&real);
     let venv = sandbox.venv("venv");
-    let output = install_ok(&sandbox, &venv, &real.wheels);
+    let output = sandbox.install_paths_ok(&venv, &real.wheels);
     let err = stderr(&output);
     assert!(
         err.contains(&format!("Installed {} packages in", real.wheels.len())),
@@ -622,7 +615,7 @@ fn warm_install_from_cache_equals_cold_install() {
     let warm = sandbox.venv("warm");
     let wheels = real.wheels.clone();
 
-    let first = install_ok(&sandbox, &cold, &wheels);
+    let first = sandbox.install_paths_ok(&cold, &wheels);
     assert_contains(
         &stderr(&first),
         &format!("Unpacked {} packages into the cache", wheels.len()),
@@ -633,7 +626,7 @@ fn warm_install_from_cache_equals_cold_install() {
         assert_eq!(archives.len(), 1, "archives of {}: {archives:?}", pin.name);
     }
 
-    let second = install_ok(&sandbox, &warm, &wheels);
+    let second = sandbox.install_paths_ok(&warm, &wheels);
     let err = stderr(&second);
     assert!(!err.contains("warning:"), "a warm install warned:\n{err}");
     assert!(!err.contains("Unpacked"), "a warm install unpacked:\n{err}");
@@ -719,7 +712,7 @@ fn keel_tree_equals_pip_tree_for_every_real_wheel() {
     let keel_venv = sandbox.venv("keel");
     let pip_venv = sandbox.venv("pip");
     let wheels = real.wheels.clone();
-    install_ok(&sandbox, &keel_venv, &wheels);
+    sandbox.install_paths_ok(&keel_venv, &wheels);
     pip_install(&pip_venv, &["--no-compile"], &wheels);
 
     let rows = script_rows();
@@ -918,7 +911,7 @@ fn direct_url_json_records_file_url_and_wheel_sha256() {
     let sandbox = sandbox(&real);
     let venv = sandbox.venv("venv");
     let wheel = real.wheel("docutils").to_path_buf();
-    install_ok(&sandbox, &venv, std::slice::from_ref(&wheel));
+    sandbox.install_paths_ok(&venv, std::slice::from_ref(&wheel));
 
     let output = run(Command::new("python3")
         .arg("-c")

@@ -29,14 +29,6 @@ fn sync(sandbox: &Sandbox, venv: &Path, wheels: &[PathBuf]) -> Output {
     run(keel_with_venv_and_cache(keel(), "sync", venv, &sandbox.cache).args(wheels))
 }
 
-/// Installs bundled wheels by file name, asserting success.
-#[track_caller]
-fn install_ok(sandbox: &Sandbox, venv: &Path, wheels: &[&str]) -> Output {
-    let output = sandbox.install_bundled(venv, wheels, &[]);
-    assert_success(&output);
-    output
-}
-
 #[track_caller]
 fn assert_stderr_contains(output: &Output, needle: &str) {
     let text = stderr(output);
@@ -47,14 +39,6 @@ fn assert_stderr_contains(output: &Output, needle: &str) {
 fn assert_no_transactions(venv: &Path) {
     let left = leftover_transactions(venv);
     assert!(left.is_empty(), "left in .keel: {left:?}");
-}
-
-/// A snapshot of the environment without an empty `.keel/` (whose
-/// existence is keel's business, not a change to the environment).
-fn env_snapshot(venv: &Path) -> std::collections::BTreeMap<PathBuf, Node> {
-    let mut nodes = snapshot(venv);
-    nodes.remove(Path::new(".keel"));
-    nodes
 }
 
 /// The path of `target` relative to `base`, with `..` (both absolute,
@@ -100,7 +84,7 @@ const WAITING: &str = "waiting for another keel process";
 fn uninstall_removes_every_recorded_file_its_bytecode_scripts_and_emptied_dirs() {
     let sandbox = Sandbox::new();
     let venv = sandbox.venv("venv");
-    install_ok(&sandbox, &venv, &[HELLO_V1, DATA]);
+    sandbox.install_bundled_ok(&venv, &[HELLO_V1, DATA]);
     let site = site_packages(&venv);
     let package = site.join("keel_demo_hello");
 
@@ -159,7 +143,7 @@ fn uninstall_removes_every_recorded_file_its_bytecode_scripts_and_emptied_dirs()
 fn uninstall_of_one_namespace_distribution_keeps_the_other_and_the_shared_dir() {
     let sandbox = Sandbox::new();
     let venv = sandbox.venv("venv");
-    install_ok(&sandbox, &venv, &[NS_A, NS_B]);
+    sandbox.install_bundled_ok(&venv, &[NS_A, NS_B]);
     let ns = site_packages(&venv).join("keel_demo_ns");
     compile_at_every_level(&venv, &ns);
     assert!(ns.join("__pycache__/a.cpython-311.opt-2.pyc").is_file());
@@ -199,7 +183,7 @@ fn uninstall_of_one_namespace_distribution_keeps_the_other_and_the_shared_dir() 
 fn uninstall_refuses_a_distribution_without_record_and_changes_nothing() {
     let sandbox = Sandbox::new();
     let venv = sandbox.venv("venv");
-    install_ok(&sandbox, &venv, &[HELLO_V1, DATA]);
+    sandbox.install_bundled_ok(&venv, &[HELLO_V1, DATA]);
     let record = site_packages(&venv).join("keel_demo_hello-1.0.0.dist-info/RECORD");
     fs_err::remove_file(&record).unwrap();
     let before = env_snapshot(&venv);
@@ -225,7 +209,7 @@ fn uninstall_refuses_a_distribution_without_record_and_changes_nothing() {
 fn uninstall_never_removes_files_outside_the_environment_or_the_venvs_own() {
     let sandbox = Sandbox::new();
     let venv = sandbox.venv("venv");
-    install_ok(&sandbox, &venv, &[HELLO_V1]);
+    sandbox.install_bundled_ok(&venv, &[HELLO_V1]);
     let site = site_packages(&venv);
     let outside = sandbox.path().join("outside.txt");
     fs_err::write(&outside, "not keel's\n").unwrap();
@@ -281,7 +265,7 @@ fn uninstall_never_removes_files_outside_the_environment_or_the_venvs_own() {
 fn uninstall_never_follows_a_symlinked_directory_out_of_the_environment() {
     let sandbox = Sandbox::new();
     let venv = sandbox.venv("venv");
-    install_ok(&sandbox, &venv, &[HELLO_V1]);
+    sandbox.install_bundled_ok(&venv, &[HELLO_V1]);
     let site = site_packages(&venv);
     let outside_dir = sandbox.path().join("elsewhere");
     fs_err::create_dir(&outside_dir).unwrap();
@@ -313,7 +297,7 @@ fn uninstall_removes_files_its_record_lists_by_absolute_path() {
     // directory holding `.dist-info`, *or absolute*.
     let sandbox = Sandbox::new();
     let venv = sandbox.venv("venv");
-    install_ok(&sandbox, &venv, &[HELLO_V1]);
+    sandbox.install_bundled_ok(&venv, &[HELLO_V1]);
     let site = site_packages(&venv);
     let record = site.join("keel_demo_hello-1.0.0.dist-info/RECORD");
     let script = std::path::absolute(venv.join("bin/keel-hello")).unwrap();
@@ -340,10 +324,10 @@ fn upgrade_downgrade_and_reinstall_leave_no_transaction_behind() {
     let sandbox = Sandbox::new();
     let venv = sandbox.venv("venv");
     let site = site_packages(&venv);
-    install_ok(&sandbox, &venv, &[HELLO_V1]);
+    sandbox.install_bundled_ok(&venv, &[HELLO_V1]);
     compile_at_every_level(&venv, &site.join("keel_demo_hello"));
 
-    let output = install_ok(&sandbox, &venv, &[HELLO_V2]);
+    let output = sandbox.install_bundled_ok(&venv, &[HELLO_V2]);
     assert_stderr_contains(&output, " - keel-demo-hello==1.0.0");
     assert_stderr_contains(&output, " + keel-demo-hello==2.0.0");
     assert!(!site.join("keel_demo_hello/sub/util.py").exists());
@@ -362,7 +346,7 @@ fn upgrade_downgrade_and_reinstall_leave_no_transaction_behind() {
     assert_no_transactions(&venv);
     assert_environment_matches_record(&venv);
 
-    let output = install_ok(&sandbox, &venv, &[HELLO_V1]);
+    let output = sandbox.install_bundled_ok(&venv, &[HELLO_V1]);
     assert_stderr_contains(&output, " - keel-demo-hello==2.0.0");
     assert_stderr_contains(&output, " + keel-demo-hello==1.0.0");
     assert!(!site.join("keel_demo_hello/newmod.py").exists());
@@ -389,7 +373,7 @@ fn upgrade_downgrade_and_reinstall_leave_no_transaction_behind() {
 fn installing_over_another_distributions_file_is_refused_unless_forced() {
     let sandbox = Sandbox::new();
     let venv = sandbox.venv("venv");
-    install_ok(&sandbox, &venv, &[HELLO_V1]);
+    sandbox.install_bundled_ok(&venv, &[HELLO_V1]);
     let thief = WheelBuilder::new("keel-demo-thief", "1.0")
         .file("keel_demo_hello/__init__.py", "STOLEN = True\n")
         .file("keel_demo_thief/__init__.py", "")
@@ -444,7 +428,7 @@ fn installing_over_another_distributions_file_is_refused_unless_forced() {
 fn a_script_another_distribution_owns_is_a_conflict_too() {
     let sandbox = Sandbox::new();
     let venv = sandbox.venv("venv");
-    install_ok(&sandbox, &venv, &[HELLO_V1]);
+    sandbox.install_bundled_ok(&venv, &[HELLO_V1]);
     let thief = WheelBuilder::new("keel-demo-thief", "1.0")
         .file(
             "keel_demo_thief/__init__.py",
@@ -469,7 +453,7 @@ fn a_script_another_distribution_owns_is_a_conflict_too() {
 fn sync_installs_replaces_and_removes_in_one_transaction() {
     let sandbox = Sandbox::new();
     let venv = sandbox.venv("venv");
-    install_ok(&sandbox, &venv, &[HELLO_V1, MANY]);
+    sandbox.install_bundled_ok(&venv, &[HELLO_V1, MANY]);
     let site = site_packages(&venv);
 
     let output = sync(
@@ -535,7 +519,7 @@ fn interrupt_by_hand(venv: &Path, paths: &[PathBuf], prune: &[PathBuf], committe
 fn recover_rolls_back_an_uncommitted_transaction_and_finishes_a_committed_one() {
     let sandbox = Sandbox::new();
     let venv = sandbox.venv("venv");
-    install_ok(&sandbox, &venv, &[NS_A, NS_B]);
+    sandbox.install_bundled_ok(&venv, &[NS_A, NS_B]);
     let site = std::path::absolute(site_packages(&venv)).unwrap();
     let a = site.join("keel_demo_ns/a.py");
     let a_dist_info = site.join("keel_demo_ns_a-1.0.dist-info");
@@ -583,7 +567,7 @@ fn recover_rolls_back_an_uncommitted_transaction_and_finishes_a_committed_one() 
 fn a_committed_transaction_prunes_the_directories_it_emptied() {
     let sandbox = Sandbox::new();
     let venv = sandbox.venv("venv");
-    install_ok(&sandbox, &venv, &[NS_A]);
+    sandbox.install_bundled_ok(&venv, &[NS_A]);
     let site = std::path::absolute(site_packages(&venv)).unwrap();
     interrupt_by_hand(
         &venv,
@@ -606,7 +590,7 @@ fn a_committed_transaction_prunes_the_directories_it_emptied() {
 fn install_recovers_an_interrupted_transaction_first() {
     let sandbox = Sandbox::new();
     let venv = sandbox.venv("venv");
-    install_ok(&sandbox, &venv, &[NS_A, NS_B]);
+    sandbox.install_bundled_ok(&venv, &[NS_A, NS_B]);
     let site = std::path::absolute(site_packages(&venv)).unwrap();
     let a = site.join("keel_demo_ns/a.py");
     interrupt_by_hand(
@@ -620,7 +604,7 @@ fn install_recovers_an_interrupted_transaction_first() {
     fs_err::create_dir_all(venv.join(".keel/tx-staging-only/staging/0-x")).unwrap();
     fs_err::create_dir_all(venv.join(".keel/trash-half-deleted/backup")).unwrap();
 
-    let output = install_ok(&sandbox, &venv, &[DATA]);
+    let output = sandbox.install_bundled_ok(&venv, &[DATA]);
     let text = stderr(&output);
     let rolled_back: Vec<&str> = text.lines().filter(|l| l.contains("rolled back")).collect();
     assert_eq!(rolled_back.len(), 1, "{text}");

@@ -104,6 +104,30 @@ impl Sandbox {
     /// Runs `keel install --venv VENV --cache-dir CACHE WHEELS... EXTRA...`
     /// of fixture wheels by file name, then `extra` arguments (`--verify`,
     /// `--link-mode …`).
+    /// [`Sandbox::install`], asserting success.
+    #[track_caller]
+    pub fn install_ok(&self, venv: &Path, args: &[&dyn AsRef<OsStr>]) -> Output {
+        let output = self.install(venv, args);
+        assert_success(&output);
+        output
+    }
+
+    /// [`Sandbox::install_bundled`] with no flags, asserting success.
+    #[track_caller]
+    pub fn install_bundled_ok(&self, venv: &Path, wheels: &[&str]) -> Output {
+        let output = self.install_bundled(venv, wheels, &[]);
+        assert_success(&output);
+        output
+    }
+
+    /// [`Sandbox::install_paths`] with no flags, asserting success.
+    #[track_caller]
+    pub fn install_paths_ok(&self, venv: &Path, wheels: &[PathBuf]) -> Output {
+        let output = self.install_paths(venv, wheels, &[]);
+        assert_success(&output);
+        output
+    }
+
     pub fn install_bundled(&self, venv: &Path, wheels: &[&str], extra: &[&str]) -> Output {
         self.install_paths(venv, &self.wheels(wheels), extra)
     }
@@ -374,6 +398,24 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Node> {
 
 /// Asserts two snapshots are equal, naming the first difference.
 #[track_caller]
+/// [`snapshot`] of an environment without its `.keel` entry (which a
+/// transaction creates and removes when it leaves it empty): anything left
+/// *inside* `.keel` still shows.
+pub fn env_snapshot(venv: &Path) -> BTreeMap<PathBuf, Node> {
+    let mut nodes = snapshot(venv);
+    nodes.remove(Path::new(".keel"));
+    nodes
+}
+
+/// [`snapshot`] of an environment without `.keel` and everything in it:
+/// for environments another keel process may be working in right now.
+pub fn env_snapshot_outside_keel_dir(venv: &Path) -> BTreeMap<PathBuf, Node> {
+    snapshot(venv)
+        .into_iter()
+        .filter(|(path, _)| !path.starts_with(".keel"))
+        .collect()
+}
+
 pub fn assert_same_tree(before: &BTreeMap<PathBuf, Node>, after: &BTreeMap<PathBuf, Node>) {
     for (path, node) in before {
         match after.get(path) {
