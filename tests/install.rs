@@ -15,7 +15,6 @@ use keel_fixtures::{WheelBuilder, builder_from_source, bundled, bundled_sources_
 
 // ---------------------------------------------------------------- helpers
 
-
 /// No transaction directory (`<venv>/.keel/tx-*`) is left behind.
 #[track_caller]
 fn assert_no_transaction_left(venv: &Path) {
