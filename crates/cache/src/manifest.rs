@@ -96,10 +96,11 @@ pub struct Manifest {
     pub version: String,
     /// The name of the wheel's `.dist-info` directory.
     pub dist_info: String,
-    /// `Requires-Python` from METADATA (`None`: none there, or a manifest
-    /// of a keel that did not record it: then METADATA itself is read).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requires_python: Option<String>,
+    /// `Requires-Python` from METADATA: `Some(None)` when METADATA has
+    /// none; `None` in a manifest of a keel that did not record it (then
+    /// METADATA itself is read).
+    #[serde(default, deserialize_with = "recorded")]
+    pub requires_python: Option<Option<String>>,
     /// `Root-Is-Purelib` from WHEEL: the archive root installs into
     /// purelib (else platlib).
     pub root_is_purelib: bool,
@@ -107,6 +108,14 @@ pub struct Manifest {
     pub entry_points: Vec<ManifestEntryPoint>,
     /// Every file under the archive's `tree/`.
     pub files: Vec<ManifestFile>,
+}
+
+/// A key that is present (even as `null`) was recorded: `Some(value)`; an
+/// absent key is `None` through `#[serde(default)]`.
+fn recorded<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
 }
 
 impl Manifest {
@@ -122,7 +131,7 @@ impl Manifest {
             name: archive.metadata().name.clone(),
             version: archive.metadata().version.clone(),
             dist_info: archive.dist_info().to_string(),
-            requires_python: archive.metadata().requires_python.clone(),
+            requires_python: Some(archive.metadata().requires_python.clone()),
             root_is_purelib: archive.info().root_is_purelib,
             entry_points: archive
                 .entry_points()
@@ -158,5 +167,42 @@ impl Manifest {
             source,
         })?;
         Ok(keel_fs::write_atomic(path, &bytes)?)
+    }
+}
+
+#[cfg(test)]
+mod requires_python_tests {
+    use super::*;
+
+    fn manifest(requires_python: Option<Option<String>>) -> Manifest {
+        Manifest {
+            wheel: "a-1-py3-none-any.whl".into(),
+            wheel_path: None,
+            wheel_sha256: String::new(),
+            name: "a".into(),
+            version: "1".into(),
+            dist_info: "a-1.dist-info".into(),
+            requires_python,
+            root_is_purelib: true,
+            entry_points: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn requires_python_tells_none_recorded_from_not_recorded() {
+        for recorded in [Some(Some(">=3.10".to_string())), Some(None)] {
+            let json = serde_json::to_vec(&manifest(recorded.clone())).expect("json");
+            let back: Manifest = serde_json::from_slice(&json).expect("parse");
+            assert_eq!(back.requires_python, recorded);
+        }
+        // A manifest of an older keel has no such key: not recorded.
+        let mut value = serde_json::to_value(manifest(Some(None))).expect("json");
+        value
+            .as_object_mut()
+            .expect("object")
+            .remove("requires_python");
+        let old: Manifest = serde_json::from_value(value).expect("parse");
+        assert_eq!(old.requires_python, None);
     }
 }
