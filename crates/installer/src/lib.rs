@@ -338,9 +338,8 @@ pub fn uninstall(venv: &Path, names: &[impl AsRef<str>]) -> Result<UninstallRepo
 /// Finishes or undoes every transaction a killed keel left in the
 /// environment (`keel recover`). Takes the environment lock.
 pub fn recover(venv: &Path) -> Result<Vec<Recovery>, Error> {
-    let env = Environment::open(venv)?;
-    let _lock = EnvironmentLock::acquire(&env)?;
-    transaction::recover_locked(&env)
+    let tx = Transaction::begin(venv, None)?;
+    Ok(tx.recovered().to_vec())
 }
 
 /// The transactions a killed keel left in the environment, without touching

@@ -194,7 +194,7 @@ fn run_commit(env: &Environment, journal: &Journal, transaction: PathBuf) -> Res
 
 /// Finishes or undoes every interrupted transaction of `env` (lock held),
 /// saying so in one line each.
-pub(crate) fn recover_locked(env: &Environment) -> Result<Vec<Recovery>, Error> {
+fn recover_locked(env: &Environment) -> Result<Vec<Recovery>, Error> {
     let recovered = journal::recover(env)?;
     for recovery in &recovered {
         tracing::warn!("{recovery} in {}", env.root().display());
