@@ -98,7 +98,7 @@ impl Interpreter {
         let key = options
             .cache
             .as_deref()
-            .and_then(|dir| cache::Key::of(dir, python, &absolute));
+            .and_then(|dir| cache::Keys::of(dir, python, &absolute));
         if let Some(hit) = key.as_ref().and_then(|key| key.load(python)) {
             return Ok(hit);
         }

@@ -349,3 +349,61 @@ fn a_manylinux_hook_and_a_noisy_pth_file_in_a_cpython_3_12_venv() {
     assert_tags_equal_packaging(&venv, &interpreter, "26.3", TagOrder::NativeFirst);
     assert_tags_equal_packaging(&venv, &interpreter, "24.2", TagOrder::NativeLast);
 }
+
+/// Each entry of the probe cache, with its inode (a rewrite changes it).
+fn probe_cache_entries(cache: &Path) -> Vec<(PathBuf, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut entries: Vec<_> = fs_err::read_dir(cache.join("interpreters-v1"))
+        .expect("the probe cache exists")
+        .map(|e| {
+            let e = e.expect("read_dir");
+            (e.path(), e.metadata().expect("stat").ino())
+        })
+        .collect();
+    entries.sort();
+    entries
+}
+
+/// Fresh venvs of one base interpreter share one probe: the second venv's
+/// is read from the first one's entry (nothing is written), relocated to its
+/// own root, and equals an uncached probe of it. A `_manylinux` module added
+/// to a venv's site-packages answers the probe, so that venv probes again.
+#[test]
+fn fresh_venvs_of_one_base_interpreter_share_a_relocated_probe() {
+    let (Some(first), Some(second)) = (venv(11), venv(11)) else {
+        return;
+    };
+    let cache = tempfile::tempdir().expect("tempdir");
+    Interpreter::probe(&first.python, Some(cache.path())).expect("probe");
+    let entries = probe_cache_entries(cache.path());
+    assert_eq!(entries.len(), 1);
+
+    let shared = Interpreter::probe(&second.python, Some(cache.path())).expect("probe");
+    assert_eq!(
+        probe_cache_entries(cache.path()),
+        entries,
+        "the second venv's probe comes from the first one's entry"
+    );
+    let root = second.dir.path().join("venv");
+    assert_eq!(shared.prefix(), root);
+    assert!(shared.paths().purelib.starts_with(&root));
+    assert_eq!(
+        shared,
+        Interpreter::probe(&second.python, None).expect("probe")
+    );
+
+    let site = root.join("lib/python3.11/site-packages");
+    fs_err::write(
+        site.join("_manylinux.py"),
+        "def manylinux_compatible(major, minor, arch):\n    return None\n",
+    )
+    .expect("write _manylinux.py");
+    let hooked = Interpreter::probe(&second.python, Some(cache.path())).expect("probe");
+    assert!(
+        hooked.has_manylinux_hook(),
+        "the hook was seen: probed again"
+    );
+    assert_eq!(probe_cache_entries(cache.path()).len(), 2);
+    let first_again = Interpreter::probe(&first.python, Some(cache.path())).expect("probe");
+    assert!(!first_again.has_manylinux_hook());
+}

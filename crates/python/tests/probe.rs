@@ -279,3 +279,34 @@ printf '{"kind": "unsupported_python", "probe_version": 1, "python_full_version"
         "{error}"
     );
 }
+
+/// A fake venv: `pyvenv.cfg` and `bin/python`, a symlink to `base`.
+fn fake_venv(dir: &Path, name: &str, base: &Path) -> PathBuf {
+    let bin = dir.join(name).join("bin");
+    fs_err::create_dir_all(&bin).expect("mkdir");
+    fs_err::write(bin.join("../pyvenv.cfg"), "home = /somewhere/bin\n").expect("write pyvenv.cfg");
+    let python = bin.join("python");
+    fs_err::os::unix::fs::symlink(base, &python).expect("symlink");
+    python
+}
+
+/// An interpreter whose `sys.prefix` is not the venv it runs in cannot
+/// share its probe with other venvs: each venv's probe is cached for its
+/// own path only, and read from there the next time.
+#[test]
+fn a_probe_that_names_another_prefix_is_cached_for_its_path_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    // The recorded probe's prefix is the venv it was recorded in, elsewhere.
+    let base = counting_python(dir.path(), "python");
+    let one = fake_venv(dir.path(), "one", &base);
+    let two = fake_venv(dir.path(), "two", &base);
+
+    Interpreter::probe(&one, Some(&cache)).expect("probe");
+    Interpreter::probe(&two, Some(&cache)).expect("probe");
+    assert_eq!(runs(dir.path(), "python"), 2, "no shared entry");
+    assert_eq!(cache_files(&cache).len(), 2);
+    let again = Interpreter::probe(&two, Some(&cache)).expect("probe");
+    assert_eq!(runs(dir.path(), "python"), 2, "each venv's own entry hits");
+    assert_eq!(again.path(), two);
+}

@@ -21,8 +21,9 @@ pub struct Environment {
 
 impl Environment {
     /// Reads the environment at `root`: `pyvenv.cfg` must exist, and
-    /// `lib/pythonX.Y/site-packages` for the version it names (or, without a
-    /// version, the only `lib/python3.*/site-packages`).
+    /// `lib/pythonX.Y/site-packages` (`lib/pythonX.Yt/` for a free-threaded
+    /// build) for the version it names (or, without a version, the only
+    /// `lib/python3.*/site-packages`).
     pub fn open(root: &Path) -> Result<Self, Error> {
         let root = std::path::absolute(root)?;
         let cfg_path = root.join("pyvenv.cfg");
@@ -37,16 +38,23 @@ impl Environment {
             Some(version) => version,
             None => find_single_python_lib(&root)?,
         };
-        let site_packages = root
-            .join("lib")
-            .join(format!("python{}.{}", python_version.0, python_version.1))
-            .join("site-packages");
-        if !site_packages.is_dir() {
+        let site_packages_of = |dir: &str| root.join("lib").join(dir).join("site-packages");
+        let plain = format!("python{}.{}", python_version.0, python_version.1);
+        let free_threaded = format!("{plain}t");
+        // A free-threaded build's `sysconfig` adds its `abiflags` (PEP 703).
+        let Some(python_dir) = [plain, free_threaded]
+            .into_iter()
+            .find(|dir| site_packages_of(dir).is_dir())
+        else {
             return Err(Error::NoSitePackages {
+                looked: site_packages_of(&format!(
+                    "python{}.{}",
+                    python_version.0, python_version.1
+                )),
                 root,
-                looked: site_packages,
             });
-        }
+        };
+        let site_packages = site_packages_of(&python_dir);
         Ok(Environment {
             scripts: root.join("bin"),
             root,
@@ -72,7 +80,9 @@ impl Environment {
         &self.scripts
     }
 
-    /// Where a distribution's headers go: `include/site/pythonX.Y/<name>`.
+    /// Where a distribution's headers go: `include/site/pythonX.Y/<name>`
+    /// (pip's `headers` path in a venv, the bare version even on a
+    /// free-threaded build).
     pub fn headers_dir(&self, distribution: &str) -> PathBuf {
         self.root
             .join("include")
@@ -197,6 +207,7 @@ fn find_single_python_lib(root: &Path) -> Result<(u32, u32), Error> {
             let name = entry?.file_name();
             if let Some(version) = name.to_str().and_then(|n| n.strip_prefix("python"))
                 && let Some((major, minor)) = version.split_once('.')
+                && let minor = minor.strip_suffix('t').unwrap_or(minor)
                 && let (Ok(major), Ok(minor)) = (major.parse(), minor.parse())
             {
                 versions.push((major, minor));

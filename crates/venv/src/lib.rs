@@ -130,6 +130,39 @@ mod tests {
         assert_eq!(env.python(), dir.path().join("bin/python"));
     }
 
+    /// A free-threaded CPython's venv keeps its packages in
+    /// `lib/python3.13t/` (PEP 703); pip's headers path keeps the bare version.
+    #[test]
+    fn a_free_threaded_venv_has_its_site_packages_in_python3_13t() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::write(
+            dir.path().join("pyvenv.cfg"),
+            "version = 3.13.0
+",
+        )
+        .unwrap();
+        let site = dir.path().join("lib/python3.13t/site-packages");
+        fs_err::create_dir_all(&site).unwrap();
+        let env = Environment::open(dir.path()).unwrap();
+        assert_eq!(env.site_packages(), site);
+        assert_eq!(env.python_version(), (3, 13));
+        assert_eq!(
+            env.headers_dir("pybind11"),
+            dir.path().join("include/site/python3.13/pybind11")
+        );
+        fs_err::write(
+            dir.path().join("pyvenv.cfg"),
+            "home = /usr/bin
+",
+        )
+        .unwrap();
+        let env = Environment::open(dir.path()).unwrap();
+        assert_eq!(
+            (env.site_packages(), env.python_version()),
+            (site.as_path(), (3, 13))
+        );
+    }
+
     #[test]
     fn reads_virtualenv_version_info_and_falls_back_to_lib() {
         let dir = fake_venv("version_info = 3.11.7.final.0\n");
