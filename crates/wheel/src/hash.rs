@@ -37,7 +37,20 @@ impl HashAlgorithm {
         }
     }
 
-    fn digest_len(self) -> usize {
+    /// The algorithm `hashlib` names `name` (`sha256`, `sha384`, `sha512`);
+    /// `None` for any other (md5 and sha1 are not strong enough, *Binary
+    /// distribution format*; pip's `--require-hashes` refuses them too).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "sha256" => Some(HashAlgorithm::Sha256),
+            "sha384" => Some(HashAlgorithm::Sha384),
+            "sha512" => Some(HashAlgorithm::Sha512),
+            _ => None,
+        }
+    }
+
+    /// How many bytes its digest has.
+    pub fn digest_len(self) -> usize {
         match self {
             HashAlgorithm::Sha256 => 32,
             HashAlgorithm::Sha384 => 48,
@@ -47,6 +60,9 @@ impl HashAlgorithm {
 }
 
 /// A hash as RECORD writes it: the algorithm and the raw digest.
+///
+/// Also the hash of a whole archive, as lock files and requirements files
+/// spell it in hex ([`RecordHash::from_hex`], [`RecordHash::hex`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RecordHash {
     /// The algorithm named before the `=`.
@@ -75,6 +91,28 @@ impl RecordHash {
         Ok((hasher.finish(), size))
     }
 
+    /// The hash spelled `algorithm` and `hex` (a lock file's
+    /// `hashes = {sha256 = "…"}`, a requirement's `--hash=sha256:…`); hex
+    /// digits of either case. The error says what is wrong with it.
+    pub fn from_hex(algorithm: HashAlgorithm, hex: &str) -> Result<Self, String> {
+        let wanted = algorithm.digest_len() * 2;
+        if hex.len() != wanted {
+            return Err(format!(
+                "a {} digest has {wanted} hex digits, `{hex}` has {}",
+                algorithm.name(),
+                hex.len()
+            ));
+        }
+        let digit = |b: u8| (b as char).to_digit(16);
+        let digest = hex
+            .as_bytes()
+            .chunks(2)
+            .map(|pair| Some((digit(pair[0])? * 16 + digit(pair[1])?) as u8))
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(|| format!("`{hex}` is not hex"))?;
+        Ok(RecordHash { algorithm, digest })
+    }
+
     /// The digest as lowercase hex (for `direct_url.json`).
     pub fn hex(&self) -> String {
         self.digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -91,12 +129,8 @@ impl FromStr for RecordHash {
         let (name, encoded) = text
             .split_once('=')
             .ok_or_else(|| malformed(format!("hash `{text}` is not `algorithm=digest`")))?;
-        let algorithm = match name {
-            "sha256" => HashAlgorithm::Sha256,
-            "sha384" => HashAlgorithm::Sha384,
-            "sha512" => HashAlgorithm::Sha512,
-            other => return Err(Rule::UnsupportedHash(other.to_string())),
-        };
+        let algorithm = HashAlgorithm::from_name(name)
+            .ok_or_else(|| Rule::UnsupportedHash(name.to_string()))?;
         let digest = URL_SAFE_NO_PAD
             .decode(encoded.trim_end_matches('='))
             .map_err(|_| malformed(format!("hash `{text}` is not urlsafe base64")))?;
@@ -205,6 +239,21 @@ mod tests {
         );
         let parsed: RecordHash = hash.to_string().parse().unwrap();
         assert_eq!(parsed, hash);
+    }
+
+    #[test]
+    fn hex_digests_round_trip_and_wrong_lengths_or_digits_are_named() {
+        let hash = RecordHash::of(HashAlgorithm::Sha256, b"keel");
+        let upper = hash.hex().to_uppercase();
+        assert_eq!(
+            RecordHash::from_hex(HashAlgorithm::Sha256, &upper),
+            Ok(hash.clone())
+        );
+        let short = RecordHash::from_hex(HashAlgorithm::Sha256, "abcd").unwrap_err();
+        assert!(short.contains("64 hex digits"), "{short}");
+        let not_hex = "g".repeat(64);
+        assert!(RecordHash::from_hex(HashAlgorithm::Sha256, &not_hex).is_err());
+        assert_eq!(HashAlgorithm::from_name("md5"), None);
     }
 
     #[test]
