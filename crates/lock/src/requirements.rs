@@ -1,0 +1,1 @@
+//! Hash-pinned requirements files (pip's *Requirements File Format*).
