@@ -391,3 +391,70 @@ fn unchanged(report: &keel_installer::InstallReport) -> Vec<(String, String)> {
         .map(|d| (d.name.to_string(), d.version.to_string()))
         .collect()
 }
+
+/// A wheel chosen from an index or a lock's `[[packages.wheels]]` is no
+/// direct URL reference: no `direct_url.json`. A direct one (a lock's
+/// `[packages.archive]`) records its URL and every hash, and RECORD lists
+/// the file (*Recording the Direct URL Origin of installed distributions*).
+#[test]
+fn the_origin_of_each_wheel_decides_its_direct_url_json() {
+    use keel_installer::{Origin, WheelRequest, install_requests};
+    use keel_wheel::{HashAlgorithm, RecordHash};
+
+    let sandbox = Sandbox::new();
+    let venv = sandbox.venv("venv");
+    let hello = sandbox.wheel(bundled::HELLO_V1);
+    let legacy = sandbox.wheel(bundled::LEGACY);
+    let bytes = fs_err::read(&legacy).unwrap();
+    let sha256 = RecordHash::of(HashAlgorithm::Sha256, &bytes);
+    let sha512 = RecordHash::of(HashAlgorithm::Sha512, &bytes);
+    let url = url::Url::parse("http://127.0.0.1:9/files/legacy.whl").unwrap();
+    let requests = [
+        WheelRequest {
+            path: hello,
+            origin: Origin::Index,
+        },
+        WheelRequest {
+            path: legacy,
+            origin: Origin::DirectUrl {
+                url: url.clone(),
+                hashes: vec![sha256.clone(), sha512.clone()],
+            },
+        },
+    ];
+    let options = InstallOptions::new(&venv, &sandbox.cache);
+    install_requests(&requests, &options).expect("install");
+    let site = site_packages(&venv);
+    let infos = dist_infos(&venv);
+    assert_eq!(infos.len(), 2, "{infos:?}");
+    let (hello_info, legacy_info) = match infos[0].starts_with("keel_demo_hello") {
+        true => (&infos[0], &infos[1]),
+        false => (&infos[1], &infos[0]),
+    };
+    let hello_dir = site.join(hello_info);
+    assert!(!hello_dir.join("direct_url.json").exists());
+    assert!(
+        !fs_err::read_to_string(hello_dir.join("RECORD"))
+            .unwrap()
+            .contains("direct_url.json")
+    );
+
+    let legacy_dir = site.join(legacy_info);
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(legacy_dir.join("direct_url.json")).unwrap()).unwrap();
+    assert_eq!(
+        recorded,
+        serde_json::json!({
+            "url": url.as_str(),
+            "archive_info": {
+                "hash": format!("sha256={}", sha256.hex()),
+                "hashes": {"sha256": sha256.hex(), "sha512": sha512.hex()},
+            },
+        })
+    );
+    assert!(
+        fs_err::read_to_string(legacy_dir.join("RECORD"))
+            .unwrap()
+            .contains("direct_url.json,sha256=")
+    );
+}

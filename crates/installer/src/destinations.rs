@@ -11,6 +11,7 @@ use keel_venv::Environment;
 use keel_wheel::{DataKey, EntryDestination, RecordHash, classify_entry, script_name_problem};
 
 use crate::Error;
+use crate::origin::Origin;
 
 /// The `.dist-info` files keel writes itself; a wheel's own copies are not installed.
 pub(crate) const GENERATED_DIST_INFO: [&str; 4] =
@@ -77,6 +78,8 @@ pub(crate) struct PlannedFile {
 /// One wheel on its way into the environment.
 pub(crate) struct WheelJob {
     pub source: WheelSource,
+    /// Where it comes from (its `direct_url.json`).
+    pub origin: Origin,
     pub archive: Archive,
     /// This wheel's staging root for site-packages: laid out like
     /// site-packages, so that each wheel's staging holds no skeleton of
@@ -103,6 +106,7 @@ impl WheelJob {
     /// `.data/<key>/` subtree onto its scheme directory).
     pub(crate) fn plan(
         source: WheelSource,
+        origin: Origin,
         archive: Archive,
         root: PathBuf,
         layout: &Layout,
@@ -128,6 +132,7 @@ impl WheelJob {
         prefix_root.push(".prefix");
         Ok(WheelJob {
             source,
+            origin,
             archive,
             prefix_root: PathBuf::from(prefix_root),
             root,

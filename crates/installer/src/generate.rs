@@ -3,6 +3,7 @@
 //! of what is installed (*Recording installed projects*; *Direct URL data
 //! structure*; *Entry points specification*).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use keel_wheel::{HashAlgorithm, RecordEntry, RecordHash, write_record};
@@ -11,6 +12,7 @@ use serde::Serialize;
 
 use crate::Error;
 use crate::destinations::{Action, Layout, WheelJob};
+use crate::origin::Origin;
 use crate::scripts::{launcher, write_executable};
 
 /// Writes the generated files of every staged wheel, on every core.
@@ -30,13 +32,9 @@ struct DirectUrl<'a> {
 #[derive(Serialize)]
 struct ArchiveInfo<'a> {
     /// The legacy key, which must agree with `hashes`.
-    hash: String,
-    hashes: Hashes<'a>,
-}
-
-#[derive(Serialize)]
-struct Hashes<'a> {
-    sha256: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hash: Option<String>,
+    hashes: &'a BTreeMap<&'static str, String>,
 }
 
 /// Writes the files keel generates for one staged wheel: entry-point
@@ -83,7 +81,9 @@ fn write_generated(job: &WheelJob, layout: &Layout) -> Result<(), Error> {
     let dist_info = layout.site_packages.join(&manifest.dist_info);
     generate(dist_info.join("INSTALLER"), b"keel\n", false)?;
     generate(dist_info.join("REQUESTED"), b"", false)?;
-    generate(dist_info.join("direct_url.json"), &direct_url(job)?, false)?;
+    if let Some(bytes) = direct_url(job)? {
+        generate(dist_info.join("direct_url.json"), &bytes, false)?;
+    }
     let record_dest = dist_info.join("RECORD");
     rows.push(RecordEntry {
         path: layout.record_path(&record_dest),
@@ -94,22 +94,43 @@ fn write_generated(job: &WheelJob, layout: &Layout) -> Result<(), Error> {
     Ok(())
 }
 
-/// *Direct URL data structure*: a local wheel is an archive URL; keel
-/// records the `file://` URL and the wheel's sha256 (both the `hashes` map
-/// and the legacy `hash` key, which must agree).
-fn direct_url(job: &WheelJob) -> Result<Vec<u8>, Error> {
-    let url = url::Url::from_file_path(&job.source.path).map_err(|()| Error::NotAbsolute {
-        path: job.source.path.clone(),
-    })?;
-    let sha256 = &job.archive.manifest.wheel_sha256;
+/// *Direct URL data structure § Archive URLs*: a local wheel is recorded
+/// with its `file://` URL and sha256, a direct URL reference with its URL
+/// and every hash verified (the `hashes` map, and the legacy `hash` key,
+/// which must agree with it); a wheel chosen through an index or a lock's
+/// `[[packages.wheels]]` has none (*Recording the Direct URL Origin*).
+fn direct_url(job: &WheelJob) -> Result<Option<Vec<u8>>, Error> {
+    let (url, hashes) = match &job.origin {
+        Origin::Index => return Ok(None),
+        Origin::LocalFile => {
+            let url =
+                url::Url::from_file_path(&job.source.path).map_err(|()| Error::NotAbsolute {
+                    path: job.source.path.clone(),
+                })?;
+            let sha256 = job.archive.manifest.wheel_sha256.clone();
+            (url, BTreeMap::from([("sha256", sha256)]))
+        }
+        Origin::DirectUrl { url, hashes } => {
+            let hashes = hashes
+                .iter()
+                .map(|h| (h.algorithm.name(), h.hex()))
+                .collect();
+            (url.clone(), hashes)
+        }
+    };
+    let legacy = hashes
+        .get("sha256")
+        .map(|hex| ("sha256", hex))
+        .or_else(|| hashes.iter().next().map(|(name, hex)| (*name, hex)))
+        .map(|(name, hex)| format!("{name}={hex}"));
     let value = DirectUrl {
         archive_info: ArchiveInfo {
-            hash: format!("sha256={sha256}"),
-            hashes: Hashes { sha256 },
+            hash: legacy,
+            hashes: &hashes,
         },
         url: url.as_str(),
     };
-    serde_json::to_vec(&value).map_err(|e| {
+    serde_json::to_vec(&value).map(Some).map_err(|e| {
         Error::Io(std::io::Error::other(format!(
             "cannot write direct_url.json for `{}`: {e}",
             job.source.path.display()

@@ -57,6 +57,7 @@ mod journal;
 mod link;
 mod moves;
 mod options;
+mod origin;
 mod plan;
 mod repair;
 mod report;
@@ -65,6 +66,7 @@ mod stage;
 mod stopwatch;
 mod transaction;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use keel_cache::{ArchiveOrigin, Cache, Obtained, WheelSource};
@@ -76,6 +78,7 @@ pub use fault::enable_from_env as enable_fault_injection;
 pub use journal::Recovery;
 pub use link::LinkMode;
 pub use options::{InstallOptions, Reporter, Verification};
+pub use origin::{Origin, WheelRequest};
 pub use report::{
     InstallReport, InstalledWheel, NameVersion, Repair, RepairReason, Takeover, UninstallReport,
 };
@@ -93,8 +96,22 @@ pub fn install(
     wheels: &[impl AsRef<Path>],
     options: &InstallOptions,
 ) -> Result<InstallReport, Error> {
+    let requests: Vec<WheelRequest> = wheels
+        .iter()
+        .map(|w| WheelRequest::local(w.as_ref()))
+        .collect();
+    install_requests(&requests, options)
+}
+
+/// Installs the requested wheels into `options.venv` as one transaction,
+/// each recorded with its [`Origin`] (a lock's wheels are not direct URL
+/// references; a lock's archives are). See [`install`].
+pub fn install_requests(
+    requests: &[WheelRequest],
+    options: &InstallOptions,
+) -> Result<InstallReport, Error> {
     // The wheels are checked first: a bad argument changes nothing anywhere.
-    let sources = read_sources(wheels)?;
+    let (sources, origins) = read_sources(requests)?;
     let mut tx = Transaction::begin(&options.venv, options.cancel.clone())?;
     if options.link_mode == LinkMode::Symlink {
         tracing::warn!(
@@ -137,7 +154,7 @@ pub fn install(
 
     let staging = tx.create_staging()?;
     let layout = Layout::new(tx.env());
-    let mut jobs = plan_jobs(&plan, obtained, &staging, &layout)?;
+    let mut jobs = plan_jobs(&plan, obtained, &origins, &staging, &layout)?;
     destinations::check_overlaps(&jobs, &layout)?;
     tx.mark("plan");
 
@@ -174,16 +191,20 @@ fn probe_target(env: &Environment, cache_dir: &Path) -> Result<compat::Target, E
 }
 
 /// Each wheel once (the same file named twice, by overlapping globs, is
-/// one wheel), named and stat'ed.
-fn read_sources(wheels: &[impl AsRef<Path>]) -> Result<Vec<WheelSource>, Error> {
-    let mut sources: Vec<WheelSource> = Vec::with_capacity(wheels.len());
-    for wheel in wheels {
-        let source = WheelSource::new(wheel.as_ref())?;
+/// one wheel), named and stat'ed, and the origin of each (by its path).
+fn read_sources(
+    requests: &[WheelRequest],
+) -> Result<(Vec<WheelSource>, HashMap<PathBuf, Origin>), Error> {
+    let mut sources: Vec<WheelSource> = Vec::with_capacity(requests.len());
+    let mut origins = HashMap::with_capacity(requests.len());
+    for request in requests {
+        let source = WheelSource::new(&request.path)?;
         if !sources.iter().any(|s| s.path == source.path) {
+            origins.insert(source.path.clone(), request.origin.clone());
             sources.push(source);
         }
     }
-    Ok(sources)
+    Ok((sources, origins))
 }
 
 fn observer(options: &InstallOptions) -> &dyn Reporter {
@@ -212,6 +233,7 @@ fn record_origins(report: &mut InstallReport, obtained: &[Obtained], sources: &[
 fn plan_jobs(
     plan: &Plan,
     obtained: Vec<Obtained>,
+    origins: &HashMap<PathBuf, Origin>,
     staging: &Path,
     layout: &Layout,
 ) -> Result<Vec<WheelJob>, Error> {
@@ -222,7 +244,17 @@ fn plan_jobs(
         .map(|(index, (change, obtained))| {
             let name = change.source.filename.normalized_name();
             let root = staging.join(format!("{index}-{name}"));
-            WheelJob::plan(change.source.clone(), obtained.archive, root, layout)
+            let origin = origins
+                .get(&change.source.path)
+                .cloned()
+                .unwrap_or_default();
+            WheelJob::plan(
+                change.source.clone(),
+                origin,
+                obtained.archive,
+                root,
+                layout,
+            )
         })
         .collect()
 }

@@ -104,6 +104,7 @@ fn restage(
     let archive = cache.unpack_again(&job.source, &job.archive.id, settings.observer)?;
     let mut fresh = vec![WheelJob::plan(
         job.source.clone(),
+        job.origin.clone(),
         archive,
         job.root.clone(),
         layout,
