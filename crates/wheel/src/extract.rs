@@ -126,6 +126,7 @@ impl WheelArchive {
                 name: String::new(),
                 version: String::new(),
                 requires_python: None,
+                requires_dist: Vec::new(),
             },
             entry_points: EntryPoints::default(),
             record: Vec::new(),

@@ -75,6 +75,9 @@ pub struct CoreMetadata {
     /// `Requires-Python`, as written (*Core metadata specifications §
     /// Requires-Python*: PEP 440 version specifiers); `None` when absent.
     pub requires_python: Option<String>,
+    /// Every `Requires-Dist`, as written (*Core metadata specifications §
+    /// Requires-Dist*: a PEP 508 requirement, possibly with a marker).
+    pub requires_dist: Vec<String>,
 }
 
 impl CoreMetadata {
@@ -92,10 +95,16 @@ impl CoreMetadata {
         let requires_python = header(&headers, "Requires-Python")
             .filter(|v| !v.is_empty())
             .map(str::to_string);
+        let requires_dist = headers
+            .iter()
+            .filter(|(k, v)| k.eq_ignore_ascii_case("Requires-Dist") && !v.is_empty())
+            .map(|(_, v)| v.to_string())
+            .collect();
         Ok(CoreMetadata {
             name: name.to_string(),
             version: version.to_string(),
             requires_python,
+            requires_dist,
         })
     }
 }
@@ -169,12 +178,25 @@ mod tests {
                 name: "Flask".into(),
                 version: "3.0.3".into(),
                 requires_python: None,
+                requires_dist: Vec::new(),
             }
         );
         assert!(CoreMetadata::parse("Metadata-Version: 2.1\nVersion: 1\n").is_err());
         let django =
             CoreMetadata::parse("Name: Django\nVersion: 5.2\nRequires-Python: >=3.10\n").unwrap();
         assert_eq!(django.requires_python.as_deref(), Some(">=3.10"));
+        let flask = CoreMetadata::parse(
+            "Name: Flask\nVersion: 3.0.3\nRequires-Dist: Werkzeug>=3.0.0\nrequires-dist: click>=8.1.3\nRequires-Dist: asgiref>=3.2 ; extra == 'async'\n",
+        )
+        .unwrap();
+        assert_eq!(
+            flask.requires_dist,
+            [
+                "Werkzeug>=3.0.0",
+                "click>=8.1.3",
+                "asgiref>=3.2 ; extra == 'async'"
+            ]
+        );
         assert!(CoreMetadata::parse("Name: x\n").is_err());
     }
 }
