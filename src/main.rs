@@ -150,8 +150,32 @@ enum CacheCommand {
 #[derive(clap::Args)]
 struct InstallArgs {
     /// Wheel files (`.whl`) to install.
-    #[arg(required = true, value_name = "WHEEL")]
+    #[arg(required_unless_present = "requirement", value_name = "WHEEL")]
     wheels: Vec<PathBuf>,
+    /// Install what a lock pins: `pylock.toml` or `pylock.<name>.toml`
+    /// (PEP 751), or a hash-pinned requirements file; fetched, verified and
+    /// installed as one transaction.
+    #[arg(short = 'r', long, value_name = "FILE", conflicts_with = "wheels")]
+    requirement: Option<PathBuf>,
+    /// An extra of the lock to install (repeatable).
+    #[arg(long = "extra", value_name = "NAME", requires = "requirement")]
+    extras: Vec<String>,
+    /// A dependency group of the lock to install instead of its default
+    /// groups (repeatable).
+    #[arg(long = "group", value_name = "NAME", requires = "requirement")]
+    groups: Vec<String>,
+    /// The package index (simple API) of a requirements file's packages,
+    /// before the file's own `--index-url`. keel has no default index.
+    #[arg(long, short = 'i', value_name = "URL", requires = "requirement")]
+    index_url: Vec<url::Url>,
+    /// Never use the network: install from the download cache, or name what
+    /// is missing.
+    #[arg(long)]
+    offline: bool,
+    /// Do not check that every dependency of a requirements file is in it
+    /// or installed.
+    #[arg(long, requires = "requirement")]
+    no_deps: bool,
     /// The virtual environment [default: $VIRTUAL_ENV, else ./.venv].
     #[arg(long, value_name = "DIR")]
     venv: Option<PathBuf>,
@@ -434,7 +458,20 @@ fn install(args: &InstallArgs, exact: bool, quiet: bool) -> Result<(), CliError>
     options.cancel = Some(interrupt_flag());
     let progress = output::UnpackProgress::new(quiet);
     options.reporter = progress.clone().map(|p| p as _);
-    let report = keel_installer::install(&args.wheels, &options);
+    let report = match &args.requirement {
+        Some(file) => {
+            let request = keel_installer::LockedRequest {
+                file: file.clone(),
+                extras: args.extras.clone(),
+                groups: (!args.groups.is_empty()).then(|| args.groups.clone()),
+                index_urls: args.index_url.clone(),
+                offline: args.offline,
+                no_deps: args.no_deps,
+            };
+            keel_installer::install_locked(&request, &options)
+        }
+        None => keel_installer::install(&args.wheels, &options),
+    };
     if let Some(progress) = progress {
         progress.finish();
     }

@@ -189,6 +189,57 @@ pub enum Error {
         reason: String,
     },
 
+    /// A lock or requirements file that cannot be installed (every problem).
+    #[error(transparent)]
+    Lock(#[from] keel_lock::Error),
+
+    /// The downloader cannot be set up, or an index cannot be read.
+    #[error(transparent)]
+    Download(keel_download::Error),
+
+    /// Files that could not be fetched and verified; nothing was installed.
+    #[error("{}", list_errors(errors))]
+    Downloads {
+        /// One error per file.
+        errors: Vec<keel_download::Error>,
+    },
+
+    /// Requirements without an exact pin or a hash keel can check.
+    #[error(
+        "`{}`: every requirement needs an exact pin and a --hash (keel verifies every download, as pip's hash-checking mode does); add:\n  {}",
+        file.display(),
+        lines.join("\n  ")
+    )]
+    MissingHashes {
+        /// The requirements file.
+        file: PathBuf,
+        /// Each line, with the hash to add when the index states one.
+        lines: Vec<String>,
+    },
+
+    /// Requirements no index (or, offline, the download cache) has a file for.
+    #[error("`{}`: no file found for:\n  {}", file.display(), requirements.join("\n  "))]
+    NotFound {
+        /// The requirements file.
+        file: PathBuf,
+        /// Each requirement and why.
+        requirements: Vec<String>,
+    },
+
+    /// Dependencies the set does not satisfy (keel has no resolver).
+    #[error(
+        "the requirements are not closed (keel installs exactly what they pin; --no-deps skips this check):\n  {}",
+        requirements.join("\n  ")
+    )]
+    Unsatisfied {
+        /// Each package and the requirement it lacks.
+        requirements: Vec<String>,
+    },
+
+    /// The interpreter's markers cannot be evaluated.
+    #[error("the interpreter's marker environment cannot be used: {0}")]
+    Markers(String),
+
     /// Cancelled (SIGINT, SIGTERM) before the commit.
     #[error("interrupted; nothing was changed")]
     Interrupted,
@@ -196,4 +247,19 @@ pub enum Error {
     /// An I/O error (it names its path).
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// `N downloads failed:` and one line each (or the one error).
+fn list_errors(errors: &[keel_download::Error]) -> String {
+    match errors {
+        [one] => one.to_string(),
+        all => {
+            let lines: Vec<String> = all.iter().map(|e| format!("\n  - {e}")).collect();
+            format!(
+                "{} downloads failed; nothing was installed:{}",
+                all.len(),
+                lines.concat()
+            )
+        }
+    }
 }

@@ -47,6 +47,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod closure;
 mod compat;
 mod destinations;
 mod env_lock;
@@ -55,9 +56,11 @@ mod fault;
 mod generate;
 mod journal;
 mod link;
+mod locked;
 mod moves;
 mod options;
 mod origin;
+mod pinned;
 mod plan;
 mod repair;
 mod report;
@@ -77,6 +80,7 @@ pub use error::Error;
 pub use fault::enable_from_env as enable_fault_injection;
 pub use journal::Recovery;
 pub use link::LinkMode;
+pub use locked::{LockedRequest, install_locked};
 pub use options::{InstallOptions, Reporter, Verification};
 pub use origin::{Origin, WheelRequest};
 pub use report::{

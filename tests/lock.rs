@@ -1,0 +1,335 @@
+//! Installing from lock files over the network, against a server the test
+//! starts on 127.0.0.1 (`keel-testserver`: the pinned PyPI wheels and a
+//! PEP 503/691 simple index, with fault modes), never a remote index:
+//! a `pylock.toml` of real wheels installs, imports and equals pip's tree;
+//! a file served wrong fails before anything changes; a downloaded lock
+//! installs offline; damaged downloads are fetched again; hash-pinned
+//! requirements are found through the index and must be closed.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::pypi::real_wheels;
+use common::*;
+use keel_testserver::{Fault, Server};
+use keel_wheel::{HashAlgorithm, RecordHash};
+
+/// Flask and its dependencies: pure wheels and one with a C extension.
+const WEB: &[&str] = &[
+    "flask",
+    "werkzeug",
+    "jinja2",
+    "markupsafe",
+    "itsdangerous",
+    "click",
+    "blinker",
+];
+
+/// A loopback server holding copies of `names`' pinned wheels.
+struct Served {
+    server: Server,
+    _root: tempfile::TempDir,
+    wheels: Vec<PathBuf>,
+}
+
+fn serve(names: &[&str]) -> Served {
+    let real = real_wheels();
+    let root = tempfile::tempdir().expect("tempdir");
+    let wheels: Vec<PathBuf> = real
+        .some(names)
+        .iter()
+        .map(|wheel| {
+            let copy = root.path().join(wheel.file_name().expect("file name"));
+            fs_err::copy(wheel, &copy).expect("copy a wheel to serve");
+            copy
+        })
+        .collect();
+    let server = Server::start(root.path());
+    Served {
+        server,
+        _root: root,
+        wheels,
+    }
+}
+
+fn sha256(path: &Path) -> RecordHash {
+    RecordHash::of(HashAlgorithm::Sha256, &fs_err::read(path).expect("read"))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .expect("file name")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A `pylock.toml` naming each served wheel by its loopback URL, size and
+/// sha256, as `uv export` writes one.
+fn pylock(served: &Served) -> String {
+    let mut lock = String::from("lock-version = \"1.0\"\ncreated-by = \"keel's tests\"\n");
+    for wheel in &served.wheels {
+        let name = file_name(wheel);
+        let (project, version) = common::pypi::wheel_name_version(wheel);
+        let size = fs_err::metadata(wheel).expect("stat").len();
+        lock += &format!(
+            "\n[[packages]]\nname = \"{project}\"\nversion = \"{version}\"\n\
+             wheels = [{{ url = \"{}\", size = {size}, hashes = {{ sha256 = \"{}\" }} }}]\n",
+            served.server.file_url(&name),
+            sha256(wheel).hex()
+        );
+    }
+    lock
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs_err::write(&path, text).expect("write");
+    path
+}
+
+/// `keel install -r FILE`, with the sandbox's cache.
+fn install_from(
+    sandbox: &Sandbox,
+    venv: &Path,
+    file: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    run(keel_install(venv, &sandbox.cache)
+        .arg("-r")
+        .arg(file)
+        .args(extra))
+}
+
+/// Every file under the download cache whose name says it is unfinished.
+fn partial_downloads(cache: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(cache.join("downloads-v1"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".partial"))
+        .map(|e| e.into_path())
+        .collect()
+}
+
+/// The downloaded wheels in the cache.
+fn downloaded_wheels(cache: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(cache.join("downloads-v1"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".whl") && e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect()
+}
+
+#[test]
+fn a_lock_of_real_wheels_served_on_loopback_installs_imports_and_runs() {
+    let served = serve(WEB);
+    let sandbox = Sandbox::without_wheels("keel-lock-");
+    let lock = write(sandbox.path(), "pylock.toml", &pylock(&served));
+    let venv = sandbox.venv("venv");
+    let output = install_from(&sandbox, &venv, &lock, &[]);
+    assert_success(&output);
+    assert_contains(&stderr(&output), "Installed 7 packages");
+    let version = python(
+        &venv,
+        "import flask, markupsafe._speedups; print(flask.__version__)",
+    );
+    assert_eq!(version.trim(), "3.1.3");
+    assert_contains(&script(&venv, "flask", &["--version"]), "Flask 3.1.3");
+    assert_environment_matches_record(&venv);
+    // A lock's [[packages.wheels]] are no direct URL references.
+    for info in dist_infos(&venv) {
+        assert!(
+            !site_packages(&venv)
+                .join(&info)
+                .join("direct_url.json")
+                .exists(),
+            "{info}"
+        );
+    }
+    for wheel in &served.wheels {
+        assert_eq!(
+            served.server.requests(&file_name(wheel)),
+            1,
+            "{}",
+            file_name(wheel)
+        );
+    }
+    assert_eq!(downloaded_wheels(&sandbox.cache).len(), 7);
+}
+
+#[test]
+fn a_file_served_with_a_wrong_hash_fails_the_install_before_anything_changes() {
+    let served = serve(WEB);
+    let sandbox = Sandbox::without_wheels("keel-lock-");
+    let lock = write(sandbox.path(), "pylock.toml", &pylock(&served));
+    let venv = sandbox.venv("venv");
+    let before = env_snapshot(&venv);
+    let werkzeug = file_name(&served.wheels[1]);
+    served.server.fault(&werkzeug, Fault::WrongBytes);
+    let output = install_from(&sandbox, &venv, &lock, &[]);
+    assert_exit(&output, 1);
+    let message = stderr(&output);
+    assert_contains(&message, "werkzeug");
+    assert_contains(&message, &served.server.file_url(&werkzeug));
+    assert_contains(&message, &sha256(&served.wheels[1]).hex());
+    assert_eq!(
+        served.server.requests(&werkzeug),
+        1,
+        "a complete body with a wrong hash is not retried"
+    );
+    assert_same_tree(&before, &env_snapshot(&venv));
+    assert!(partial_downloads(&sandbox.cache).is_empty());
+    assert!(
+        !downloaded_wheels(&sandbox.cache)
+            .iter()
+            .any(|w| file_name(w) == werkzeug)
+    );
+}
+
+#[test]
+fn a_server_error_then_success_is_retried_and_a_cut_body_never_looks_complete() {
+    let served = serve(WEB);
+    let sandbox = Sandbox::without_wheels("keel-lock-");
+    let lock = write(sandbox.path(), "pylock.toml", &pylock(&served));
+    let venv = sandbox.venv("venv");
+    let (flask, jinja) = (file_name(&served.wheels[0]), file_name(&served.wheels[2]));
+    served.server.fault(
+        &flask,
+        Fault::Status {
+            status: 503,
+            times: 1,
+        },
+    );
+    served.server.fault(&jinja, Fault::Truncate { times: 1 });
+    assert_success(&install_from(&sandbox, &venv, &lock, &[]));
+    assert_eq!(served.server.requests(&flask), 2);
+    assert_eq!(served.server.requests(&jinja), 2);
+    python(&venv, "import flask, jinja2");
+}
+
+#[test]
+fn a_downloaded_lock_installs_offline_whatever_its_urls_now_say() {
+    let served = serve(WEB);
+    let sandbox = Sandbox::without_wheels("keel-lock-");
+    let text = pylock(&served);
+    let lock = write(sandbox.path(), "pylock.toml", &text);
+    assert_success(&install_from(&sandbox, &sandbox.venv("first"), &lock, &[]));
+    let url = served.server.url();
+    drop(served);
+    // The files are found by their hashes, not their URLs.
+    let moved = write(
+        sandbox.path(),
+        "pylock.moved.toml",
+        &text.replace(&url, "http://127.0.0.1:9"),
+    );
+    let venv = sandbox.venv("second");
+    assert_success(&install_from(&sandbox, &venv, &moved, &["--offline"]));
+    python(&venv, "import flask");
+}
+
+#[test]
+fn offline_names_what_is_missing_and_changes_nothing() {
+    let served = serve(WEB);
+    let sandbox = Sandbox::without_wheels("keel-lock-");
+    let lock = write(sandbox.path(), "pylock.toml", &pylock(&served));
+    let venv = sandbox.venv("venv");
+    let before = env_snapshot(&venv);
+    let output = install_from(&sandbox, &venv, &lock, &["--offline"]);
+    assert_exit(&output, 1);
+    assert_contains(&stderr(&output), &file_name(&served.wheels[0]));
+    assert_same_tree(&before, &env_snapshot(&venv));
+    for wheel in &served.wheels {
+        assert_eq!(served.server.requests(&file_name(wheel)), 0);
+    }
+}
+
+#[test]
+fn a_download_tmpwatch_emptied_is_fetched_again() {
+    let served = serve(WEB);
+    let sandbox = Sandbox::without_wheels("keel-lock-");
+    let lock = write(sandbox.path(), "pylock.toml", &pylock(&served));
+    assert_success(&install_from(&sandbox, &sandbox.venv("first"), &lock, &[]));
+    let click = file_name(&served.wheels[5]);
+    let cached = downloaded_wheels(&sandbox.cache)
+        .into_iter()
+        .find(|w| file_name(w) == click)
+        .expect("click was downloaded");
+    fs_err::remove_file(&cached).expect("tmpwatch deletes the file");
+    let venv = sandbox.venv("second");
+    assert_success(&install_from(&sandbox, &venv, &lock, &[]));
+    assert_eq!(served.server.requests(&click), 2);
+    python(&venv, "import click");
+}
+
+/// `name==version --hash=sha256:…` per wheel, and the index.
+fn requirements(served: &Served, skip: &[&str]) -> String {
+    let mut text = format!("--index-url {}\n", served.server.index_url());
+    for wheel in &served.wheels {
+        let (project, version) = common::pypi::wheel_name_version(wheel);
+        if skip.contains(&project.as_str()) {
+            continue;
+        }
+        text += &format!(
+            "{project}=={version} \\\n    --hash=sha256:{}\n",
+            sha256(wheel).hex()
+        );
+    }
+    text
+}
+
+#[test]
+fn hashed_requirements_are_found_through_the_simple_index() {
+    let served = serve(WEB);
+    let sandbox = Sandbox::without_wheels("keel-lock-");
+    let file = write(
+        sandbox.path(),
+        "requirements.txt",
+        &requirements(&served, &[]),
+    );
+    let venv = sandbox.venv("venv");
+    assert_success(&install_from(&sandbox, &venv, &file, &[]));
+    assert!(served.server.index_requests() >= 7);
+    python(&venv, "import flask, markupsafe._speedups");
+}
+
+#[test]
+fn requirements_that_are_not_closed_are_refused_unless_no_deps() {
+    let served = serve(WEB);
+    let sandbox = Sandbox::without_wheels("keel-lock-");
+    let file = write(
+        sandbox.path(),
+        "requirements.txt",
+        &requirements(&served, &["werkzeug"]),
+    );
+    let venv = sandbox.venv("venv");
+    let before = env_snapshot(&venv);
+    let output = install_from(&sandbox, &venv, &file, &[]);
+    assert_exit(&output, 1);
+    assert_contains(
+        &stderr(&output),
+        "Flask 3.1.3 requires `werkzeug>=3.1.0`, but it is neither in the set nor installed",
+    );
+    assert_same_tree(&before, &env_snapshot(&venv));
+    assert_success(&install_from(&sandbox, &venv, &file, &["--no-deps"]));
+}
+
+#[test]
+fn a_requirement_without_a_hash_is_refused_with_the_hash_to_add() {
+    let served = serve(WEB);
+    let sandbox = Sandbox::without_wheels("keel-lock-");
+    let mut text = requirements(&served, &["blinker"]);
+    text += "blinker==1.9.0\n";
+    let file = write(sandbox.path(), "requirements.txt", &text);
+    let output = install_from(&sandbox, &sandbox.venv("venv"), &file, &[]);
+    assert_exit(&output, 1);
+    let blinker = served
+        .wheels
+        .iter()
+        .find(|w| file_name(w).starts_with("blinker"))
+        .expect("blinker");
+    assert_contains(
+        &stderr(&output),
+        &format!("blinker==1.9.0 --hash=sha256:{}", sha256(blinker).hex()),
+    );
+}
