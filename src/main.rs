@@ -1,6 +1,7 @@
 //! The `keel` command line: install wheels into a virtual environment
 //! through keel's verified, self-healing archive cache.
 
+mod downloads;
 mod output;
 
 use std::path::PathBuf;
@@ -23,6 +24,8 @@ enum CliError {
     Audit(#[from] keel_audit::Error),
     #[error(transparent)]
     Environment(#[from] keel_venv::Error),
+    #[error(transparent)]
+    Download(#[from] keel_download::Error),
     #[error(
         "no virtual environment given: pass --venv, activate one (VIRTUAL_ENV), or create `.venv` here"
     )]
@@ -303,15 +306,24 @@ fn cache(command: &CacheCommand, quiet: bool) -> Result<ExitCode, CliError> {
         } => {
             let cache = keel_cache::Cache::at(&cache.resolve()?)?;
             let report = cache.clean(names, *dry_run)?;
+            let downloads = match names.is_empty() {
+                true => 0,
+                false => downloads::clean_named(cache.root(), names, *dry_run)?,
+            };
             if !quiet {
                 output::print_clean(&report, cache.root(), names, *dry_run);
+                output::print_downloads_removed(downloads, *dry_run);
             }
         }
         CacheCommand::Prune { dry_run, cache } => {
             let cache = keel_cache::Cache::at(&cache.resolve()?)?;
             let report = cache.prune(*dry_run)?;
+            let partial = downloads::prune(cache.root(), *dry_run)?;
             if !quiet {
                 output::print_prune(&report, cache.root(), *dry_run);
+                if partial > 0 {
+                    eprintln!("Removed {partial} unfinished downloads older than an hour");
+                }
             }
         }
         CacheCommand::Verify {
@@ -321,12 +333,15 @@ fn cache(command: &CacheCommand, quiet: bool) -> Result<ExitCode, CliError> {
         } => {
             let cache = keel_cache::Cache::at(&cache.resolve()?)?;
             let report = cache.verify(*repair)?;
+            let downloads = downloads::verify(cache.root(), *repair)?;
+            let healthy = report.is_healthy() && (downloads.damaged.is_empty() || *repair);
             if *json {
-                output::print_json(&output::CacheVerifyJson::new(&report));
-            } else if !quiet || !report.is_healthy() {
+                output::print_json(&output::CacheVerifyJson::new(&report, &downloads, healthy));
+            } else if !quiet || !healthy {
                 output::print_cache_verify(&report, start.elapsed());
+                output::print_downloads_verify(&downloads);
             }
-            if !report.is_healthy() {
+            if !healthy {
                 return Ok(ExitCode::FAILURE);
             }
         }

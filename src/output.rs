@@ -496,16 +496,55 @@ pub struct CacheVerifyJson<'a> {
     pub healthy: bool,
     pub archives: &'a [keel_cache::maintenance::ArchiveReport],
     pub unreferenced: &'a [String],
+    pub downloads: &'a crate::downloads::DownloadsReport,
 }
 
 impl<'a> CacheVerifyJson<'a> {
-    pub fn new(report: &'a keel_cache::maintenance::VerifyReport) -> Self {
+    pub fn new(
+        report: &'a keel_cache::maintenance::VerifyReport,
+        downloads: &'a crate::downloads::DownloadsReport,
+        healthy: bool,
+    ) -> Self {
         CacheVerifyJson {
             cache: &report.cache,
-            healthy: report.is_healthy(),
+            healthy,
             archives: &report.archives,
             unreferenced: &report.unreferenced,
+            downloads,
         }
+    }
+}
+
+/// `Removed 3 downloads` after `keel cache clean NAME`.
+pub fn print_downloads_removed(count: usize, dry_run: bool) {
+    if count > 0 {
+        let verb = if dry_run { "Would remove" } else { "Removed" };
+        eprintln!(
+            "{verb} {count} downloaded wheel{}",
+            if count == 1 { "" } else { "s" }
+        );
+    }
+}
+
+/// The damaged downloads `keel cache verify` found, then a summary line.
+pub fn print_downloads_verify(report: &crate::downloads::DownloadsReport) {
+    for damaged in &report.damaged {
+        println!("{}: damaged download", damaged.path.display());
+        println!("  {}", damaged.reason);
+        if damaged.removed {
+            println!("  removed: the next install fetches it again");
+        }
+    }
+    if report.checked > 0 {
+        let verdict = match report.damaged.len() {
+            0 => "all intact".to_string(),
+            n if report.damaged.iter().all(|d| d.removed) => format!("{n} damaged, removed"),
+            n => format!("{n} damaged (run `keel cache verify --repair`)"),
+        };
+        eprintln!(
+            "Checked {}: {verdict}",
+            count(report.checked, "download", "downloads")
+        );
     }
 }
 

@@ -333,3 +333,88 @@ fn a_requirement_without_a_hash_is_refused_with_the_hash_to_add() {
         &format!("blinker==1.9.0 --hash=sha256:{}", sha256(blinker).hex()),
     );
 }
+
+#[test]
+fn cache_verify_clean_and_prune_know_the_downloads() {
+    let served = serve(WEB);
+    let sandbox = Sandbox::without_wheels("keel-lock-");
+    let lock = write(sandbox.path(), "pylock.toml", &pylock(&served));
+    assert_success(&install_from(&sandbox, &sandbox.venv("first"), &lock, &[]));
+    let verified = run(&mut cache_command(&sandbox.cache, &["verify"]));
+    assert_success(&verified);
+    assert_contains(&stderr(&verified), "Checked 7 downloads: all intact");
+
+    // Someone edits a downloaded wheel in place (same size).
+    let click = file_name(&served.wheels[5]);
+    let cached = downloaded_wheels(&sandbox.cache)
+        .into_iter()
+        .find(|w| file_name(w) == click)
+        .expect("click was downloaded");
+    let mut bytes = fs_err::read(&cached).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    fs_err::write(&cached, &bytes).expect("edit");
+    let damaged = run(&mut cache_command(&sandbox.cache, &["verify"]));
+    assert_exit(&damaged, 1);
+    assert_contains(
+        &stdout(&damaged),
+        &format!("{}: damaged download", cached.display()),
+    );
+    let json = run(&mut cache_command(&sandbox.cache, &["verify", "--json"]));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&json)).expect("JSON");
+    assert_eq!(report["healthy"], false);
+    assert_eq!(
+        report["downloads"]["damaged"][0]["path"],
+        cached.display().to_string()
+    );
+    assert_success(&run(&mut cache_command(
+        &sandbox.cache,
+        &["verify", "--repair"],
+    )));
+    assert!(!cached.exists(), "--repair removes a damaged download");
+    assert_success(&install_from(&sandbox, &sandbox.venv("second"), &lock, &[]));
+    assert_eq!(served.server.requests(&click), 2, "fetched again");
+
+    let cleaned = run(&mut cache_command(&sandbox.cache, &["clean", "Flask"]));
+    assert_success(&cleaned);
+    assert_contains(&stderr(&cleaned), "Removed 1 downloaded wheel");
+    assert!(
+        !downloaded_wheels(&sandbox.cache)
+            .iter()
+            .any(|w| file_name(w).starts_with("flask-"))
+    );
+    assert_eq!(downloaded_wheels(&sandbox.cache).len(), 6);
+}
+
+#[test]
+fn sync_from_a_lock_leaves_exactly_the_lock() {
+    let served = serve(WEB);
+    let sandbox = Sandbox::without_wheels("keel-lock-");
+    let lock = write(sandbox.path(), "pylock.toml", &pylock(&served));
+    let venv = sandbox.venv("venv");
+    let idna = real_wheels().some(&["idna"]);
+    sandbox.install_paths_ok(&venv, &idna);
+    let output = run(
+        keel_with_venv_and_cache(keel(), "sync", &venv, &sandbox.cache)
+            .arg("-r")
+            .arg(&lock),
+    );
+    assert_success(&output);
+    let names: Vec<String> = dist_infos(&venv)
+        .iter()
+        .map(|d| d.split('-').next().unwrap_or_default().to_lowercase())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "blinker",
+            "click",
+            "flask",
+            "itsdangerous",
+            "jinja2",
+            "markupsafe",
+            "werkzeug"
+        ]
+    );
+    python(&venv, "import flask");
+}
