@@ -211,7 +211,7 @@ fn read_sources(
     Ok((sources, origins))
 }
 
-fn observer(options: &InstallOptions) -> &dyn Reporter {
+pub(crate) fn observer(options: &InstallOptions) -> &dyn Reporter {
     match &options.reporter {
         Some(reporter) => reporter.as_ref(),
         None => &(),

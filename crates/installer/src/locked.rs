@@ -66,10 +66,9 @@ pub fn install_locked(
         crate::pinned::from_requirements(request, &target, &downloader)?
     };
     let wanted: Vec<Wanted> = pending.iter().map(|p| p.wanted.clone()).collect();
-    let progress = keel_download::TerminalProgress::new();
-    let downloaded = downloader.fetch_all(&wanted, &progress);
-    progress.clear();
-    let downloaded = downloaded.map_err(|errors| Error::Downloads { errors })?;
+    let started = std::time::Instant::now();
+    let downloaded = fetch_and_unpack(&downloader, &wanted, options)?;
+    log_downloads(&downloaded, started.elapsed());
     let requests: Vec<WheelRequest> = pending
         .into_iter()
         .zip(downloaded)
@@ -82,6 +81,99 @@ pub fn install_locked(
         crate::closure::check(&requests, &env, &target, options.exact)?;
     }
     crate::install_requests(&requests, options)
+}
+
+/// Every file fetched and verified, at most `parallel` at once, each
+/// unpacked into the archive cache as soon as it is complete (so that
+/// unpacking overlaps the downloads still running; the cache is not the
+/// environment, which nothing here touches). All download errors are
+/// reported together; a wheel that cannot be unpacked is an error too.
+fn fetch_and_unpack(
+    downloader: &Downloader,
+    wanted: &[Wanted],
+    options: &InstallOptions,
+) -> Result<Vec<keel_download::Downloaded>, Error> {
+    let cache = keel_cache::Cache::at(&options.cache_dir)?
+        .with_limits(options.limits)
+        .with_destination_check(keel_venv::reserved_destination);
+    let lock = cache.lock_shared()?;
+    let progress = keel_download::TerminalProgress::new();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        while let Some(one) = wanted.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+            let fetched = downloader.fetch(one, &progress).map_err(Error::Download);
+            let unpacked = fetched.and_then(|file| {
+                let source = keel_cache::WheelSource::new(&file.path)?;
+                cache.obtain(&[source], crate::observer(options))?;
+                Ok(file)
+            });
+            done.push(unpacked);
+        }
+        done
+    };
+    let workers = downloader.options().parallel.clamp(1, wanted.len().max(1));
+    let results: Vec<Vec<Result<keel_download::Downloaded, Error>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    progress.clear();
+    drop(lock);
+    collect_in_order(wanted, results.into_iter().flatten().collect())
+}
+
+/// The downloads in the order wanted (matched by file name), or every
+/// download error (the first other error otherwise).
+fn collect_in_order(
+    wanted: &[Wanted],
+    results: Vec<Result<keel_download::Downloaded, Error>>,
+) -> Result<Vec<keel_download::Downloaded>, Error> {
+    let mut ok = Vec::new();
+    let mut download_errors = Vec::new();
+    for result in results {
+        match result {
+            Ok(file) => ok.push(file),
+            Err(Error::Download(e)) => download_errors.push(e),
+            Err(other) => return Err(other),
+        }
+    }
+    if !download_errors.is_empty() {
+        return Err(Error::Downloads {
+            errors: download_errors,
+        });
+    }
+    let name_of = |d: &keel_download::Downloaded| d.path.file_name().map(|n| n.to_os_string());
+    Ok(wanted
+        .iter()
+        .filter_map(|w| {
+            let at = ok
+                .iter()
+                .position(|d| name_of(d).is_some_and(|n| n == *w.file_name))?;
+            Some(ok.swap_remove(at))
+        })
+        .collect())
+}
+
+/// `-v`: how many files came from the network and how long fetching,
+/// verifying and unpacking them into the archive cache took.
+fn log_downloads(downloaded: &[keel_download::Downloaded], elapsed: std::time::Duration) {
+    let fetched: Vec<&keel_download::Downloaded> =
+        downloaded.iter().filter(|d| !d.from_cache).collect();
+    let bytes: u64 = fetched.iter().map(|d| d.bytes).sum();
+    tracing::info!(
+        "time: download and unpack {:.1}ms: {} of {} files fetched ({:.1} MiB), {} from the download cache",
+        elapsed.as_secs_f64() * 1000.0,
+        fetched.len(),
+        downloaded.len(),
+        bytes as f64 / (1024.0 * 1024.0),
+        downloaded.len() - fetched.len()
+    );
 }
 
 /// The wheels a lock selects for the target, as files to fetch.
