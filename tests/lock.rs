@@ -418,3 +418,150 @@ fn sync_from_a_lock_leaves_exactly_the_lock() {
     );
     python(&venv, "import flask");
 }
+
+/// One `[[packages]]` entry of a served wheel, with `extra` lines (a marker).
+fn entry(served: &Served, wheel: &Path, extra: &str) -> String {
+    let (project, version) = common::pypi::wheel_name_version(wheel);
+    let size = fs_err::metadata(wheel).expect("stat").len();
+    format!(
+        "\n[[packages]]\nname = \"{project}\"\nversion = \"{version}\"\n{extra}\n\
+         wheels = [{{ url = \"{}\", size = {size}, hashes = {{ sha256 = \"{}\" }} }}]\n",
+        served.server.file_url(&file_name(wheel)),
+        sha256(wheel).hex()
+    )
+}
+
+#[test]
+fn extras_and_groups_choose_what_a_multi_use_lock_installs() {
+    let served = serve(&["blinker", "click", "itsdangerous"]);
+    let sandbox = Sandbox::without_wheels("keel-lock-");
+    let mut text = String::from(
+        "lock-version = \"1.0\"\ncreated-by = \"keel's tests\"\nextras = [\"cli\"]\n\
+         dependency-groups = [\"dev\"]\ndefault-groups = [\"default\"]\n",
+    );
+    text += &entry(
+        &served,
+        &served.wheels[0],
+        "marker = \"'default' in dependency_groups\"",
+    );
+    text += &entry(&served, &served.wheels[1], "marker = \"'cli' in extras\"");
+    text += &entry(
+        &served,
+        &served.wheels[2],
+        "marker = \"'dev' in dependency_groups\"",
+    );
+    let lock = write(sandbox.path(), "pylock.toml", &text);
+    let names = |venv: &Path| -> Vec<String> {
+        dist_infos(venv)
+            .iter()
+            .map(|d| d.split('-').next().unwrap_or_default().to_string())
+            .collect()
+    };
+    let default = sandbox.venv("default");
+    assert_success(&install_from(&sandbox, &default, &lock, &[]));
+    assert_eq!(names(&default), ["blinker"]);
+    let everything = sandbox.venv("everything");
+    assert_success(&install_from(
+        &sandbox,
+        &everything,
+        &lock,
+        &["--extra", "cli", "--group", "dev", "--group", "default"],
+    ));
+    assert_eq!(names(&everything), ["blinker", "click", "itsdangerous"]);
+    let dev = sandbox.venv("dev");
+    assert_success(&install_from(&sandbox, &dev, &lock, &["--group", "dev"]));
+    assert_eq!(names(&dev), ["itsdangerous"]);
+    let undeclared = install_from(
+        &sandbox,
+        &sandbox.venv("undeclared"),
+        &lock,
+        &["--extra", "gui"],
+    );
+    assert_exit(&undeclared, 1);
+    assert_contains(
+        &stderr(&undeclared),
+        "extra `gui` is not among the lock's extras (cli)",
+    );
+}
+
+#[test]
+fn every_problem_of_a_lock_is_reported_before_any_download() {
+    let served = serve(&["blinker", "click"]);
+    let sandbox = Sandbox::without_wheels("keel-lock-");
+    let mut text = String::from(
+        "lock-version = \"1.0\"\ncreated-by = \"keel's tests\"\nrequires-python = \">=3.99\"\n",
+    );
+    text += &entry(&served, &served.wheels[0], "requires-python = \">=3.99\"");
+    text += &entry(&served, &served.wheels[1], "");
+    text += &entry(&served, &served.wheels[1], "");
+    let lock = write(sandbox.path(), "pylock.toml", &text);
+    let venv = sandbox.venv("venv");
+    let before = env_snapshot(&venv);
+    let output = install_from(&sandbox, &venv, &lock, &[]);
+    assert_exit(&output, 1);
+    let message = stderr(&output);
+    assert_contains(&message, "cannot be installed: 3 problems:");
+    assert_contains(
+        &message,
+        "requires-python: the lock requires Python >=3.99; the environment has 3.11.7",
+    );
+    assert_contains(
+        &message,
+        "packages[0] (blinker 1.9.0): requires Python >=3.99",
+    );
+    assert_contains(
+        &message,
+        "packages[2] (click 8.5.1): also selected at packages[1] (click 8.5.1)",
+    );
+    for wheel in &served.wheels {
+        assert_eq!(served.server.requests(&file_name(wheel)), 0);
+    }
+    assert_same_tree(&before, &env_snapshot(&venv));
+
+    let named = write(sandbox.path(), "deps.toml", &pylock(&served));
+    let refused = install_from(&sandbox, &venv, &named, &[]);
+    assert_exit(&refused, 1);
+    assert_contains(&stderr(&refused), "is not a lock file name");
+}
+
+#[test]
+fn an_archive_entry_is_a_direct_url_reference_with_its_hashes() {
+    let served = serve(&["blinker"]);
+    let sandbox = Sandbox::without_wheels("keel-lock-");
+    let wheel = &served.wheels[0];
+    let url = served.server.file_url(&file_name(wheel));
+    let hex = sha256(wheel).hex();
+    let text = format!(
+        "lock-version = \"1.0\"\ncreated-by = \"keel's tests\"\n[[packages]]\nname = \"blinker\"\n\
+         version = \"1.9.0\"\narchive = {{ url = \"{url}\", hashes = {{ sha256 = \"{hex}\" }} }}\n"
+    );
+    let lock = write(sandbox.path(), "pylock.toml", &text);
+    let venv = sandbox.venv("venv");
+    assert_success(&install_from(&sandbox, &venv, &lock, &[]));
+    let info = site_packages(&venv).join(&dist_infos(&venv)[0]);
+    let recorded: serde_json::Value = serde_json::from_slice(
+        &fs_err::read(info.join("direct_url.json")).expect("direct_url.json"),
+    )
+    .expect("JSON");
+    assert_eq!(recorded["url"], url.as_str());
+    assert_eq!(recorded["archive_info"]["hashes"]["sha256"], hex.as_str());
+}
+
+#[test]
+fn a_yanked_file_is_installed_with_a_warning() {
+    let served = serve(&["blinker"]);
+    let name = file_name(&served.wheels[0]);
+    served.server.yank(&name, Some("broken on Tuesdays"));
+    let sandbox = Sandbox::without_wheels("keel-lock-");
+    let file = write(
+        sandbox.path(),
+        "requirements.txt",
+        &requirements(&served, &[]),
+    );
+    let output = install_from(&sandbox, &sandbox.venv("venv"), &file, &[]);
+    assert_success(&output);
+    assert_contains(
+        &stderr(&output),
+        &format!("{name} is yanked: broken on Tuesdays"),
+    );
+}
