@@ -8,118 +8,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use common::lock::*;
 use common::pypi::real_wheels;
 use common::*;
-use keel_testserver::{Fault, Server};
-use keel_wheel::{HashAlgorithm, RecordHash};
-
-/// Flask and its dependencies: pure wheels and one with a C extension.
-const WEB: &[&str] = &[
-    "flask",
-    "werkzeug",
-    "jinja2",
-    "markupsafe",
-    "itsdangerous",
-    "click",
-    "blinker",
-];
-
-/// A loopback server holding copies of `names`' pinned wheels.
-struct Served {
-    server: Server,
-    _root: tempfile::TempDir,
-    wheels: Vec<PathBuf>,
-}
-
-fn serve(names: &[&str]) -> Served {
-    let real = real_wheels();
-    let root = tempfile::tempdir().expect("tempdir");
-    let wheels: Vec<PathBuf> = real
-        .some(names)
-        .iter()
-        .map(|wheel| {
-            let copy = root.path().join(wheel.file_name().expect("file name"));
-            fs_err::copy(wheel, &copy).expect("copy a wheel to serve");
-            copy
-        })
-        .collect();
-    let server = Server::start(root.path());
-    Served {
-        server,
-        _root: root,
-        wheels,
-    }
-}
-
-fn sha256(path: &Path) -> RecordHash {
-    RecordHash::of(HashAlgorithm::Sha256, &fs_err::read(path).expect("read"))
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .expect("file name")
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// A `pylock.toml` naming each served wheel by its loopback URL, size and
-/// sha256, as `uv export` writes one.
-fn pylock(served: &Served) -> String {
-    let mut lock = String::from("lock-version = \"1.0\"\ncreated-by = \"keel's tests\"\n");
-    for wheel in &served.wheels {
-        let name = file_name(wheel);
-        let (project, version) = common::pypi::wheel_name_version(wheel);
-        let size = fs_err::metadata(wheel).expect("stat").len();
-        lock += &format!(
-            "\n[[packages]]\nname = \"{project}\"\nversion = \"{version}\"\n\
-             wheels = [{{ url = \"{}\", size = {size}, hashes = {{ sha256 = \"{}\" }} }}]\n",
-            served.server.file_url(&name),
-            sha256(wheel).hex()
-        );
-    }
-    lock
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    fs_err::write(&path, text).expect("write");
-    path
-}
-
-/// `keel install -r FILE`, with the sandbox's cache.
-fn install_from(
-    sandbox: &Sandbox,
-    venv: &Path,
-    file: &Path,
-    extra: &[&str],
-) -> std::process::Output {
-    run(keel_install(venv, &sandbox.cache)
-        .arg("-r")
-        .arg(file)
-        .args(extra))
-}
-
-/// Every file under the download cache whose name says it is unfinished.
-fn partial_downloads(cache: &Path) -> Vec<PathBuf> {
-    walkdir::WalkDir::new(cache.join("downloads-v1"))
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".partial"))
-        .map(|e| e.into_path())
-        .collect()
-}
-
-/// The downloaded wheels in the cache.
-fn downloaded_wheels(cache: &Path) -> Vec<PathBuf> {
-    walkdir::WalkDir::new(cache.join("downloads-v1"))
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".whl") && e.file_type().is_file())
-        .map(|e| e.into_path())
-        .collect()
-}
+use keel_testserver::Fault;
 
 #[test]
 fn a_lock_of_real_wheels_served_on_loopback_installs_imports_and_runs() {

@@ -11,6 +11,7 @@
 
 pub mod ageing;
 pub mod journal;
+pub mod lock;
 pub mod pypi;
 pub mod time_limit;
 pub mod unprivileged;
