@@ -459,3 +459,39 @@ fn a_yanked_file_is_installed_with_a_warning() {
         &format!("{name} is yanked: broken on Tuesdays"),
     );
 }
+
+#[test]
+fn a_lock_fetched_by_url_resolves_paths_against_it_and_may_not_leave_it() {
+    let served = serve(&["blinker"]);
+    let wheel = &served.wheels[0];
+    let entry = |path: &str| {
+        format!(
+            "lock-version = \"1.0\"\ncreated-by = \"keel's tests\"\n[[packages]]\nname = \"blinker\"\n\
+             version = \"1.9.0\"\nwheels = [{{ path = \"{path}\", hashes = {{ sha256 = \"{}\" }} }}]\n",
+            sha256(wheel).hex()
+        )
+    };
+    let root = served.server.root().to_path_buf();
+    write(&root, "pylock.toml", &entry(&file_name(wheel)));
+    write(
+        &root,
+        "pylock.escape.toml",
+        &entry("../../etc/blinker-1.9.0-py3-none-any.whl"),
+    );
+    let sandbox = Sandbox::without_wheels("keel-lock-");
+    let venv = sandbox.venv("venv");
+    let by_url = served.server.file_url("pylock.toml");
+    assert_success(&run(
+        keel_install(&venv, &sandbox.cache).args(["-r", &by_url])
+    ));
+    assert_eq!(served.server.requests(&file_name(wheel)), 1);
+    python(&venv, "import blinker");
+
+    let escaping = served.server.file_url("pylock.escape.toml");
+    let output = run(keel_install(&sandbox.venv("other"), &sandbox.cache).args(["-r", &escaping]));
+    assert_exit(&output, 1);
+    assert_contains(
+        &stderr(&output),
+        "leaves the directory of a lock fetched by URL",
+    );
+}

@@ -56,8 +56,9 @@ pub fn install_locked(
         ..DownloadOptions::from_env(&options.cache_dir)
     })
     .map_err(Error::Download)?;
-    let pending = if keel_lock::is_lock_file_name(&request.file) {
-        from_lock(request, &target)?
+    let is_lock = keel_lock::is_lock_file_name(&request.file);
+    let pending = if is_lock {
+        from_lock(request, &target, &downloader)?
     } else if request.file.extension().is_some_and(|e| e == "toml") {
         return Err(Error::Lock(keel_lock::Error::NotALockFileName {
             path: request.file.clone(),
@@ -77,7 +78,7 @@ pub fn install_locked(
             origin: pending.origin,
         })
         .collect();
-    if !request.no_deps && !keel_lock::is_lock_file_name(&request.file) {
+    if !request.no_deps && !is_lock {
         crate::closure::check(&requests, &env, &target, options.exact)?;
     }
     crate::install_requests(&requests, options)
@@ -180,8 +181,12 @@ fn log_downloads(downloaded: &[keel_download::Downloaded], elapsed: std::time::D
 fn from_lock(
     request: &LockedRequest,
     target: &crate::compat::Target,
+    downloader: &Downloader,
 ) -> Result<Vec<Pending>, Error> {
-    let lock = Lock::from_path(&request.file)?;
+    let lock = match remote_url(&request.file) {
+        Some(url) => fetch_lock(downloader, &url)?,
+        None => Lock::from_path(&request.file)?,
+    };
     for warning in &lock.warnings {
         tracing::warn!("{}: {warning}", request.file.display());
     }
@@ -191,6 +196,23 @@ fn from_lock(
     };
     let selected = keel_lock::select(&lock, &target.interpreter, &target.tags, &choice)?;
     selected.into_iter().map(pending_of).collect()
+}
+
+/// `-r https://…/pylock.toml`: a lock fetched by URL (its relative paths
+/// may not leave its directory).
+fn remote_url(file: &Path) -> Option<Url> {
+    let url = Url::parse(file.to_str()?).ok()?;
+    matches!(url.scheme(), "http" | "https").then_some(url)
+}
+
+fn fetch_lock(downloader: &Downloader, url: &Url) -> Result<Lock, Error> {
+    let (text, _, final_url) = downloader
+        .get_text(url, "application/toml, text/plain;q=0.9, */*;q=0.1")
+        .map_err(Error::Download)?;
+    Ok(Lock::from_str_at(
+        &text,
+        keel_lock::LockLocation::Url(final_url),
+    )?)
 }
 
 /// A selected wheel as a download: a `path` is fetched from disk like a
