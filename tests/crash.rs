@@ -22,10 +22,11 @@ use std::os::unix::process::ExitStatusExt;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::fault_keel::{fault_keel, fault_keel_path, normal_keel};
 use common::pypi::{RealWheels, normalize_name, real_wheels, wheel_name_version, wheels_in};
 use common::*;
 
@@ -97,72 +98,6 @@ fn dists_of(wheels: &[PathBuf]) -> Dists {
 
 // ---------------------------------------------------------------------------
 // The two binaries
-
-/// The keel binary built with the `fault-injection` feature, built once per
-/// test process (cargo's own lock serializes concurrent builds).
-fn fault_keel_path() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let target = match std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()) {
-            Some(dir) => manifest_dir.join(dir),
-            // `<target>/release/keel` (or `<target>/<triple>/release/keel`).
-            None => Path::new(env!("CARGO_BIN_EXE_keel"))
-                .ancestors()
-                .nth(2)
-                .expect("target dir")
-                .to_path_buf(),
-        };
-        let target_dir = target.join("fault-injection");
-        eprintln!(
-            "building keel with --features fault-injection into {}",
-            target_dir.display()
-        );
-        let start = Instant::now();
-        let output = run(Command::new(env!("CARGO"))
-            .current_dir(manifest_dir)
-            .args([
-                "build",
-                "--release",
-                "--features",
-                "fault-injection",
-                "--bin",
-                "keel",
-                "--target-dir",
-            ])
-            .arg(&target_dir)
-            .env_remove("FAILPOINTS"));
-        assert!(
-            output.status.success(),
-            "building the fault-injection binary failed:\n{}",
-            stderr(&output)
-        );
-        eprintln!("built in {:.1?}", start.elapsed());
-        let binary = target_dir.join("release/keel");
-        assert!(binary.is_file(), "{} was not built", binary.display());
-        binary
-    })
-}
-
-/// The fault-injection binary, aborting at mutation number `after + 1`
-/// (`None`: no fail point armed).
-fn fault_keel(after: Option<usize>) -> Command {
-    let mut command = keel_built_at(fault_keel_path());
-    command.env_remove("KEEL_UNSAFE_NO_FSYNC");
-    match after {
-        Some(n) => command.env("FAILPOINTS", format!("keel::mutation={n}*off->return")),
-        None => command.env_remove("FAILPOINTS"),
-    };
-    command
-}
-
-fn normal_keel() -> Command {
-    let mut command = keel();
-    command
-        .env_remove("FAILPOINTS")
-        .env_remove("KEEL_UNSAFE_NO_FSYNC");
-    command
-}
 
 fn sync(keel: Command, venv: &Path, cache: &Path, wheels: &[PathBuf]) -> Command {
     let mut command = keel_with_venv_and_cache(keel, "sync", venv, cache);

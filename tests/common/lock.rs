@@ -34,11 +34,15 @@ pub struct Served {
     pub wheels: Vec<PathBuf>,
 }
 
+/// A loopback server holding copies of `names`' pinned wheels.
 pub fn serve(names: &[&str]) -> Served {
-    let real = real_wheels();
+    serve_wheels(&real_wheels().some(names))
+}
+
+/// A loopback server holding copies of `wheels`.
+pub fn serve_wheels(wheels: &[PathBuf]) -> Served {
     let root = tempfile::tempdir().expect("tempdir");
-    let wheels: Vec<PathBuf> = real
-        .some(names)
+    let wheels: Vec<PathBuf> = wheels
         .iter()
         .map(|wheel| {
             let copy = root.path().join(wheel.file_name().expect("file name"));
@@ -51,6 +55,16 @@ pub fn serve(names: &[&str]) -> Served {
         server,
         _root: root,
         wheels,
+    }
+}
+
+impl Served {
+    /// The served wheel of a distribution (normalized name).
+    pub fn wheel(&self, project: &str) -> &Path {
+        self.wheels
+            .iter()
+            .find(|w| super::pypi::wheel_name_version(w).0 == project)
+            .unwrap_or_else(|| panic!("{project} is not served"))
     }
 }
 

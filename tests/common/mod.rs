@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod ageing;
+pub mod fault_keel;
 pub mod journal;
 pub mod lock;
 pub mod pypi;
