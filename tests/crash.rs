@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::fault_keel::{fault_keel, fault_keel_path, normal_keel};
+use common::journal::{Left, left_behind};
 use common::pypi::{RealWheels, normalize_name, real_wheels, wheel_name_version, wheels_in};
 use common::*;
 
@@ -157,44 +158,6 @@ fn leftovers(venv: &Path) -> Vec<PathBuf> {
         .into_iter()
         .map(|name| venv.join(".keel").join(name))
         .collect()
-}
-
-/// What an interrupted run left in `.keel`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Left {
-    /// No transaction and no trash.
-    Nothing,
-    /// A transaction still staging (no journal): nothing was changed.
-    Staging,
-    /// A journaled transaction without its commit record: rolls back.
-    Uncommitted,
-    /// A committed transaction: rolls forward.
-    Committed,
-    /// Only the trash of a finished transaction.
-    Trash,
-}
-
-fn left_behind(venv: &Path) -> Left {
-    let found = leftovers(venv);
-    let transactions: Vec<&PathBuf> = found
-        .iter()
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("tx-"))
-        })
-        .collect();
-    assert!(
-        transactions.len() <= 1,
-        "more than one transaction in {}: {found:?}",
-        venv.display()
-    );
-    match transactions.first() {
-        None if found.is_empty() => Left::Nothing,
-        None => Left::Trash,
-        Some(tx) if tx.join("committed").exists() => Left::Committed,
-        Some(tx) if tx.join("journal.json").exists() => Left::Uncommitted,
-        Some(_) => Left::Staging,
-    }
 }
 
 /// Python code that imports every distribution (module = name with `_`)

@@ -27,6 +27,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::fault_keel::{fault_keel, fault_keel_path, normal_keel};
+use common::journal::{Left, left_behind};
 use common::lock::*;
 use common::pypi::{real_wheels, wheel_name_version, wheels_in};
 use common::*;
@@ -292,45 +293,6 @@ fn assert_imports(venv: &Path) {
         .arg(code));
     assert_success_of(&output, &format!("imports in {}", venv.display()));
     assert_eq!(stdout(&output).trim(), "ok");
-}
-
-/// What an aborted run left in `.keel`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Left {
-    /// No transaction and no trash.
-    Nothing,
-    /// A transaction still staging (no journal): nothing was changed.
-    Staging,
-    /// A journaled transaction without its commit record: rolls back.
-    Uncommitted,
-    /// A committed transaction: rolls forward.
-    Committed,
-    /// Only the trash of a finished transaction.
-    Trash,
-}
-
-fn left_behind(venv: &Path) -> Left {
-    let found = leftover_transactions(venv);
-    let transactions: Vec<&String> = found.iter().filter(|n| n.starts_with("tx-")).collect();
-    assert!(
-        transactions.len() <= 1,
-        "more than one transaction in {}: {found:?}",
-        venv.display()
-    );
-    match transactions.first() {
-        None if found.is_empty() => Left::Nothing,
-        None => Left::Trash,
-        Some(tx) => {
-            let tx = venv.join(".keel").join(tx);
-            if tx.join("committed").exists() {
-                Left::Committed
-            } else if tx.join("journal.json").exists() {
-                Left::Uncommitted
-            } else {
-                Left::Staging
-            }
-        }
-    }
 }
 
 /// One upgrade from a lock: environments with the older wheels installed,

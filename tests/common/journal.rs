@@ -89,3 +89,43 @@ impl InterruptedTransaction {
         dir
     }
 }
+
+/// What an interrupted keel left in `<venv>/.keel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Left {
+    /// No transaction and no trash.
+    Nothing,
+    /// A transaction still staging (no journal): nothing was changed.
+    Staging,
+    /// A journaled transaction without its commit record: rolls back.
+    Uncommitted,
+    /// A committed transaction: rolls forward.
+    Committed,
+    /// Only the trash of a finished transaction.
+    Trash,
+}
+
+/// What `venv`'s `.keel` holds (at most one transaction).
+pub fn left_behind(venv: &std::path::Path) -> Left {
+    let found = super::leftover_transactions(venv);
+    let transactions: Vec<&String> = found.iter().filter(|n| n.starts_with("tx-")).collect();
+    assert!(
+        transactions.len() <= 1,
+        "more than one transaction in {}: {found:?}",
+        venv.display()
+    );
+    match transactions.first() {
+        None if found.is_empty() => Left::Nothing,
+        None => Left::Trash,
+        Some(tx) => {
+            let tx = venv.join(".keel").join(tx);
+            if tx.join("committed").exists() {
+                Left::Committed
+            } else if tx.join("journal.json").exists() {
+                Left::Uncommitted
+            } else {
+                Left::Staging
+            }
+        }
+    }
+}
