@@ -1063,8 +1063,8 @@ fn an_install_started_while_cache_clean_waits_for_running_installs_waits_for_the
 
 /// A cache not used for a month, `tmpwatch` deleting every file older than
 /// a week — archive files, pointers, manifests, `.lock`, `CACHEDIR.TAG` —
-/// *while* an install of the real wheels runs from it (the sweep starts a
-/// little after the install, so some archives are looked up and staged
+/// *while* an install of the real wheels runs from it (the sweep starts as
+/// soon as the install's transaction exists, so some archives are looked up and staged
 /// before their files go, some after): the install heals what it needs and
 /// lands, the environment verifies and imports. Then, once tmpwatch has
 /// finished, prune tidies the skeletons, the next install unpacks again
@@ -1082,7 +1082,16 @@ fn age_based_cleanup_running_during_an_install_from_an_aged_cache_is_healed() {
     let stop = AtomicBool::new(false);
     let (install, deleted, passes) = std::thread::scope(|scope| {
         let sweeper = scope.spawn(|| {
-            std::thread::sleep(Duration::from_millis(250));
+            // Once the install's transaction exists (its archives are being
+            // looked up and staged), not after a fixed delay: a warm install
+            // can finish in less time than any fixed delay.
+            let started = Instant::now();
+            while leftover_transactions(&venvs[0]).is_empty()
+                && started.elapsed() < Duration::from_secs(5)
+                && !stop.load(Ordering::SeqCst)
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             let mut deleted = Vec::new();
             let mut passes = 0;
             while !stop.load(Ordering::SeqCst) {
