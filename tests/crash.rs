@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::fault_keel::{fault_keel, fault_keel_path, normal_keel};
-use common::journal::{Left, left_behind};
+use common::journal::{Left, assert_recovery_said, left_behind};
 use common::pypi::{RealWheels, normalize_name, real_wheels, wheel_name_version, wheels_in};
 use common::*;
 
@@ -298,21 +298,7 @@ impl Upgrade {
     /// `keel recover` (normal binary); checks it said what it did.
     #[track_caller]
     fn recover(&self, venv: &Path, left: Left) -> String {
-        let output = run(&mut recover(normal_keel(), venv));
-        assert_success(&output);
-        let said = stderr(&output);
-        let expected = match left {
-            Left::Uncommitted => "rolled back an interrupted transaction",
-            Left::Committed => "finished an interrupted transaction that had committed",
-            Left::Staging => "removed the staging of an interrupted transaction",
-            Left::Trash | Left::Nothing => "Nothing to recover",
-        };
-        assert!(
-            said.contains(expected),
-            "recovering {} ({left:?}): expected {expected:?} in:\n{said}",
-            venv.display()
-        );
-        said
+        assert_recovery_said(&run(&mut recover(normal_keel(), venv)), venv, left)
     }
 }
 

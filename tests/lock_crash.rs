@@ -27,7 +27,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::fault_keel::{fault_keel, fault_keel_path, normal_keel};
-use common::journal::{Left, left_behind};
+use common::journal::{Left, assert_recovery_said, left_behind};
 use common::lock::*;
 use common::pypi::{real_wheels, wheel_name_version, wheels_in};
 use common::*;
@@ -363,21 +363,7 @@ impl Upgrade {
 fn recover(venv: &Path, left: Left) -> String {
     let mut command = normal_keel();
     command.arg("recover").arg("--venv").arg(venv);
-    let output = run(&mut command);
-    assert_success(&output);
-    let said = stderr(&output);
-    let expected = match left {
-        Left::Uncommitted => "rolled back an interrupted transaction",
-        Left::Committed => "finished an interrupted transaction that had committed",
-        Left::Staging => "removed the staging of an interrupted transaction",
-        Left::Trash | Left::Nothing => "Nothing to recover",
-    };
-    assert!(
-        said.contains(expected),
-        "recovering {} ({left:?}): expected {expected:?} in:\n{said}",
-        venv.display()
-    );
-    said
+    assert_recovery_said(&run(&mut command), venv, left)
 }
 
 // ---------------------------------------------------------------------------

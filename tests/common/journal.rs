@@ -129,3 +129,26 @@ pub fn left_behind(venv: &std::path::Path) -> Left {
         }
     }
 }
+
+/// What `keel recover` must say after finding `left`; returns its stderr.
+#[track_caller]
+pub fn assert_recovery_said(
+    output: &std::process::Output,
+    venv: &std::path::Path,
+    left: Left,
+) -> String {
+    super::assert_success(output);
+    let said = super::stderr(output);
+    let expected = match left {
+        Left::Uncommitted => "rolled back an interrupted transaction",
+        Left::Committed => "finished an interrupted transaction that had committed",
+        Left::Staging => "removed the staging of an interrupted transaction",
+        Left::Trash | Left::Nothing => "Nothing to recover",
+    };
+    assert!(
+        said.contains(expected),
+        "recovering {} ({left:?}): expected {expected:?} in:\n{said}",
+        venv.display()
+    );
+    said
+}

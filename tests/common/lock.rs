@@ -130,3 +130,16 @@ pub fn downloaded_wheels(cache: &Path) -> Vec<PathBuf> {
         .map(|e| e.into_path())
         .collect()
 }
+
+/// The web set's Flask 3.1.3 imports (with markupsafe's C extension), its
+/// `flask` script runs, and every file matches its RECORD.
+#[track_caller]
+pub fn assert_flask_runs(venv: &Path) {
+    let version = super::python(
+        venv,
+        "import flask, markupsafe._speedups; print(flask.__version__)",
+    );
+    assert_eq!(version.trim(), "3.1.3");
+    super::assert_contains(&super::script(venv, "flask", &["--version"]), "Flask 3.1.3");
+    super::assert_environment_matches_record(venv);
+}

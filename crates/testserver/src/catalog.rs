@@ -133,22 +133,9 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 /// The PEP 503 normalized form of a project name: runs of `-`, `_`, `.`
-/// become one `-`, letters lowercase.
+/// become one `-`, letters lowercase (keel-wheel's rule).
 pub fn normalize(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut in_run = false;
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            if !in_run {
-                out.push('-');
-            }
-            in_run = true;
-        } else {
-            out.extend(c.to_lowercase());
-            in_run = false;
-        }
-    }
-    out
+    keel_wheel::normalize_name(name)
 }
 
 /// The (unnormalized) project name and the version a distribution's file
