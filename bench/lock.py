@@ -140,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "PASS" if ratios[kind] <= goal else "MISS"
         print(f"  {kind} keel/uv  {ratios[kind]:.2f}  (goal <= {goal})  {verdict}")
     timing = [line for line in (cold_profile.stderr or "").splitlines() if "time:" in line]
-    print("  keel cold, where the time goes: " + (timing[-1] if timing else "(no -v timing line)"))
+    print("  keel cold, where the time goes:")
+    for line in timing or ["(no -v timing line)"]:
+        print("    " + line)
     out = bench.BENCH / "results"
     out.mkdir(exist_ok=True)
     (out / f"lock-{'quick-' if args.quick else ''}{len(list(out.glob('lock-*')))}.json").write_text(

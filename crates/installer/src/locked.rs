@@ -84,8 +84,8 @@ pub fn install_locked(
     crate::install_requests(&requests, options)
 }
 
-/// Every file fetched and verified, at most `parallel` at once, each
-/// unpacked into the archive cache as soon as it is complete (so that
+/// Every file fetched and verified, at most `parallel` at once, each one
+/// fetched now unpacked into the archive cache as soon as it is complete (so that
 /// unpacking overlaps the downloads still running; the cache is not the
 /// environment, which nothing here touches). All download errors are
 /// reported together; a wheel that cannot be unpacked is an error too.
@@ -104,9 +104,13 @@ fn fetch_and_unpack(
         let mut done = Vec::new();
         while let Some(one) = wanted.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
             let fetched = downloader.fetch(one, &progress).map_err(Error::Download);
+            // A file that was already in the download cache was unpacked
+            // when it arrived; the install's own lookup repairs it if not.
             let unpacked = fetched.and_then(|file| {
-                let source = keel_cache::WheelSource::new(&file.path)?;
-                cache.obtain(&[source], crate::observer(options))?;
+                if !file.from_cache {
+                    let source = keel_cache::WheelSource::new(&file.path)?;
+                    cache.obtain(&[source], crate::observer(options))?;
+                }
                 Ok(file)
             });
             done.push(unpacked);
