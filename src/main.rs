@@ -209,6 +209,29 @@ struct InstallArgs {
     /// Refuse a wheel whose files add up to more than this.
     #[arg(long, value_name = "SIZE", default_value = "16G", value_parser = parse_size)]
     max_wheel_size: u64,
+    /// Compile the bytecode of every installed module inside the
+    /// transaction, with the environment's Python (uv's option).
+    #[arg(
+        long,
+        env = "KEEL_COMPILE_BYTECODE",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        num_args = 0,
+        default_missing_value = "true",
+        overrides_with = "no_compile_bytecode"
+    )]
+    compile_bytecode: bool,
+    /// Do not compile bytecode (the default; overrides KEEL_COMPILE_BYTECODE).
+    #[arg(long, overrides_with = "compile_bytecode")]
+    no_compile_bytecode: bool,
+    /// The limit, in seconds, on a bytecode worker's start and on each
+    /// file; 0 for none.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "KEEL_COMPILE_BYTECODE_TIMEOUT",
+        default_value_t = keel_installer::DEFAULT_COMPILE_TIMEOUT.as_secs()
+    )]
+    compile_bytecode_timeout: u64,
     /// Refuse a file over 1 MiB compressed more than N:1 (a zip bomb).
     #[arg(long, value_name = "N", default_value_t = 250)]
     max_compression_ratio: u64,
@@ -469,6 +492,11 @@ fn install(args: &InstallArgs, exact: bool, quiet: bool) -> Result<(), CliError>
         max_file_size: args.max_file_size,
         max_total_size: args.max_wheel_size,
         max_ratio: args.max_compression_ratio,
+    };
+    options.compile_bytecode = args.compile_bytecode && !args.no_compile_bytecode;
+    options.compile_timeout = match args.compile_bytecode_timeout {
+        0 => None,
+        seconds => Some(std::time::Duration::from_secs(seconds)),
     };
     options.cancel = Some(interrupt_flag());
     let progress = output::UnpackProgress::new(quiet);

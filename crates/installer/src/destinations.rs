@@ -98,6 +98,9 @@ pub(crate) struct WheelJob {
     pub scripts: Vec<(String, usize)>,
     /// RECORD rows of files whose content staging changed (rewritten scripts).
     pub rewritten: HashMap<usize, (RecordHash, u64)>,
+    /// The bytecode compiled in staging, relative to the environment root
+    /// (listed in RECORD without hash or size).
+    pub compiled: Vec<PathBuf>,
 }
 
 impl WheelJob {
@@ -140,6 +143,7 @@ impl WheelJob {
             files,
             scripts,
             rewritten: HashMap::new(),
+            compiled: Vec::new(),
         })
     }
 

@@ -240,6 +240,13 @@ pub enum Error {
     #[error("the interpreter's marker environment cannot be used: {0}")]
     Markers(String),
 
+    /// Compiling bytecode failed (not a module that does not compile: a
+    /// worker that cannot start, hangs, crashes or cannot write).
+    #[error(
+        "cannot compile bytecode, so nothing was installed (--no-compile-bytecode installs without it; KEEL_COMPILE_BYTECODE_TIMEOUT=<seconds> changes the time limit, 0 for none)"
+    )]
+    Bytecode(#[source] keel_bytecode::Error),
+
     /// Cancelled (SIGINT, SIGTERM) before the commit.
     #[error("interrupted; nothing was changed")]
     Interrupted,

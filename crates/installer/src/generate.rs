@@ -56,6 +56,13 @@ fn write_generated(job: &WheelJob, layout: &Layout) -> Result<(), Error> {
             size: Some(size),
         });
     }
+    // *Recording installed projects § The RECORD file*: bytecode may be
+    // listed without hash or size (it is not reproducible byte for byte).
+    rows.extend(job.compiled.iter().map(|dest| RecordEntry {
+        path: layout.record_path(dest),
+        hash: None,
+        size: None,
+    }));
     let mut generate = |dest: PathBuf, bytes: &[u8], executable: bool| -> Result<(), Error> {
         let target = job.staged_path(&dest);
         if executable {

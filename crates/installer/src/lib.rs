@@ -47,6 +47,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod bytecode;
 mod closure;
 mod compat;
 mod destinations;
@@ -81,7 +82,7 @@ pub use fault::enable_from_env as enable_fault_injection;
 pub use journal::Recovery;
 pub use link::LinkMode;
 pub use locked::{LockedRequest, install_locked};
-pub use options::{InstallOptions, Reporter, Verification};
+pub use options::{DEFAULT_COMPILE_TIMEOUT, InstallOptions, Reporter, Verification};
 pub use origin::{Origin, WheelRequest};
 pub use report::{
     InstallReport, InstalledWheel, NameVersion, Repair, RepairReason, Takeover, UninstallReport,
@@ -162,6 +163,11 @@ pub fn install_requests(
     destinations::check_overlaps(&jobs, &layout)?;
     tx.mark("plan");
 
+    // Started now, so that the workers start while files are linked.
+    let compilation = match options.compile_bytecode {
+        true => bytecode::start(&jobs, &layout, &target, options.compile_timeout)?,
+        false => None,
+    };
     let mode = probe_link_mode(options.link_mode, &jobs, &staging);
     let cancelled = || tx.cancelled();
     let settings = StageSettings {
@@ -172,6 +178,10 @@ pub fn install_requests(
     };
     let proven = repair::stage_and_repair(&mut jobs, &cache, &layout, &settings)?;
     tx.mark("stage");
+    if let Some(compilation) = compilation {
+        report.bytecode_compiled = compilation.run(&mut jobs, &|| tx.cancelled())?;
+        tx.mark("compile");
+    }
     generate::write_all(&jobs, &layout)?;
     tx.mark("generate");
     tx.check_cancelled()?;

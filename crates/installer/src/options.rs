@@ -20,6 +20,10 @@ pub enum Verification {
 /// cache); every method has a no-op default.
 pub use keel_cache::UnpackObserver as Reporter;
 
+/// How long a bytecode worker may take to start, or on one file, unless
+/// told otherwise (`KEEL_COMPILE_BYTECODE_TIMEOUT`; uv's limit).
+pub const DEFAULT_COMPILE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What to install into, and how.
 #[derive(Clone)]
 pub struct InstallOptions {
@@ -46,13 +50,19 @@ pub struct InstallOptions {
     /// Size limits a wheel must keep to when it is unpacked (a decompression
     /// bomb is refused before it fills the disk).
     pub limits: keel_wheel::Limits,
+    /// Compile the bytecode of every installed module inside the
+    /// transaction (`--compile-bytecode`).
+    pub compile_bytecode: bool,
+    /// The limit on a bytecode worker's start and on each file; `None`: no
+    /// limit.
+    pub compile_timeout: Option<std::time::Duration>,
     /// Set (e.g. by a SIGINT handler) to cancel: honoured until the commit
     /// starts; a commit that has started finishes.
     pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl InstallOptions {
-    /// Defaults (clone links, stamps trusted, nothing forced) for an
+    /// Defaults (clone links, stamps trusted, nothing forced, no bytecode) for an
     /// install into `venv` through the cache at `cache_dir`.
     pub fn new(venv: impl Into<PathBuf>, cache_dir: impl Into<PathBuf>) -> Self {
         InstallOptions {
@@ -66,6 +76,8 @@ impl InstallOptions {
             exact: false,
             reporter: None,
             limits: keel_wheel::Limits::default(),
+            compile_bytecode: false,
+            compile_timeout: Some(DEFAULT_COMPILE_TIMEOUT),
             cancel: None,
         }
     }

@@ -113,6 +113,8 @@ pub struct InstallReport {
     pub files_hashed: usize,
     /// Files proven by a stamp that still held.
     pub files_trusted: usize,
+    /// Modules compiled to bytecode (`compile_bytecode`).
+    pub bytecode_compiled: usize,
     /// Removed because they were not among the wheels (`exact`).
     pub removed: Vec<NameVersion>,
     /// Interrupted transactions finished or undone before this one.

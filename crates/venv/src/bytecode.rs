@@ -21,6 +21,21 @@ pub fn source_of(path: &Path) -> Option<PathBuf> {
     Some(cache.parent()?.join(format!("{stem}.py")))
 }
 
+/// Where Python puts the (unoptimized) bytecode of `source` (PEP 3147):
+/// `dir/mod.py` gives `dir/__pycache__/mod.{cache_tag}.pyc`. `None` for a
+/// path that is not a `.py` file.
+pub fn cache_path(source: &Path, cache_tag: &str) -> Option<PathBuf> {
+    if source.extension()? != "py" {
+        return None;
+    }
+    let stem = source.file_stem()?.to_str()?;
+    Some(
+        source
+            .with_file_name("__pycache__")
+            .join(format!("{stem}.{cache_tag}.pyc")),
+    )
+}
+
 /// Whether `name` (a file name in `__pycache__`) is bytecode of the module
 /// `stem` (the source's file name without `.py`).
 pub fn is_bytecode_of(name: &str, stem: &str) -> bool {
@@ -66,6 +81,16 @@ mod tests {
         );
         assert_eq!(source_of(Path::new("/s/pkg/mod.pyc")), None);
         assert!(is_bytecode_of("mod.cpython-313.pyc", "mod"));
+        let cached = cache_path(Path::new("/s/pkg/mod.py"), "cpython-313");
+        assert_eq!(
+            cached.as_deref(),
+            Some(Path::new("/s/pkg/__pycache__/mod.cpython-313.pyc"))
+        );
+        assert_eq!(
+            source_of(&cached.unwrap_or_default()),
+            Some(PathBuf::from("/s/pkg/mod.py"))
+        );
+        assert_eq!(cache_path(Path::new("/s/pkg/mod.pyi"), "cpython-313"), None);
         assert!(!is_bytecode_of("mod.cpython-313.pyc", "other"));
     }
 
