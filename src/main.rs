@@ -216,12 +216,11 @@ struct InstallArgs {
         env = "KEEL_COMPILE_BYTECODE",
         value_parser = clap::builder::BoolishValueParser::new(),
         num_args = 0,
-        default_missing_value = "true",
-        overrides_with = "no_compile_bytecode"
+        default_missing_value = "true"
     )]
     compile_bytecode: bool,
     /// Do not compile bytecode (the default; overrides KEEL_COMPILE_BYTECODE).
-    #[arg(long, overrides_with = "compile_bytecode")]
+    #[arg(long)]
     no_compile_bytecode: bool,
     /// The limit, in seconds, on a bytecode worker's start and on each
     /// file; 0 for none.
