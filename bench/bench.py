@@ -288,6 +288,8 @@ INSTALLS = [
     ("keel_warm_hardlink", "keel warm --link-mode hardlink"),
     ("keel_warm_verify", "keel warm --verify"),
     ("uv_warm", "uv warm --link-mode hardlink"),
+    ("keel_warm_compile", "keel warm --compile-bytecode"),
+    ("uv_warm_compile", "uv warm --compile-bytecode --link-mode hardlink"),
     ("keel_cold", "keel cold (empty cache)"),
     ("uv_cold", "uv cold (empty cache)"),
 ]
@@ -305,6 +307,8 @@ RATIOS = [
     ("warm_vs_cp_al", "warm / cp -al floor", "keel_warm", ["floor_cp_al"], 1.2, "time"),
     ("verify_vs_uv_sha", "warm --verify / (uv warm + sha256sum)", "keel_warm_verify",
      ["uv_warm", "floor_sha256"], 0.8, "time"),
+    ("compile_vs_uv", "warm --compile-bytecode / uv warm --compile-bytecode",
+     "keel_warm_compile", ["uv_warm_compile"], 0.9, "time"),
     ("cold_vs_uv", "cold / uv cold", "keel_cold", ["uv_cold"], 1.0, "time"),
     ("noop_vs_uv", "no-op / uv no-op", "keel_noop", ["uv_noop"], 1.0, "time"),
     ("mem_warm_vs_uv", "peak RSS warm: keel / uv", "keel_warm", ["uv_warm"], 1.0, "rss"),
@@ -335,8 +339,8 @@ class Harness:
         return [self.keel, "install", "-q", "--venv", str(venv), "--cache-dir", str(cache),
                 *flags, *self.wheels]
 
-    def uv_cmd(self, venv: Path, cache: Path, quiet: bool = True) -> list[str]:
-        return [self.uv, "pip", "install", *(["-q"] if quiet else []), "--no-config",
+    def uv_cmd(self, venv: Path, cache: Path, quiet: bool = True, *flags: str) -> list[str]:
+        return [self.uv, "pip", "install", *(["-q"] if quiet else []), *flags, "--no-config",
                 "--no-deps", "--no-index", "--offline", "--python", str(venv / "bin" / "python"),
                 "--cache-dir", str(cache), "--link-mode", "hardlink", *self.wheels]
 
@@ -354,7 +358,7 @@ class Harness:
         self.keel_cache = self.root / "warm-cache-keel"
         self.uv_cache = self.root / "warm-cache-uv"
         prep = self.root / "prepare"
-        venvs = [prep / n for n in ("keel-fill", "uv-fill", "keel-v", "uv-v")]
+        venvs = [prep / n for n in ("keel-fill", "uv-fill", "keel-v", "uv-v", "keel-compile-v")]
         self.make_venvs(*venvs)
         run(self.keel_cmd(venvs[0], self.keel_cache), env=self.env)
         run(self.uv_cmd(venvs[1], self.uv_cache), env=self.env)
@@ -368,6 +372,12 @@ class Harness:
                       r"link mode (\w+)", text)
         if m:
             info.update(files_by_stamp=int(m[1]), files_by_hash=int(m[2]), link_mode=m[3])
+        # One warm install with --compile-bytecode -v: files per second per worker.
+        compile_cmd = self.keel_cmd(venvs[4], self.keel_cache, "--compile-bytecode")
+        compile_cmd[compile_cmd.index("-q")] = "-v"
+        compiled = run(compile_cmd, env=self.env)
+        info["keel_compile_verbose"] = [line for line in compiled.stderr.splitlines()
+                                        if "time: compile" in line]
         # A no-op must not install anything, for either tool.
         noop = run(cmd, env=self.env)
         info["keel_noop_output"] = (noop.stdout + noop.stderr).strip().splitlines()[-1:]
@@ -397,6 +407,10 @@ class Harness:
                                                 "--link-mode", "hardlink"),
             "keel_warm_verify": self.keel_cmd(v["keel_warm_verify"], self.keel_cache, "--verify"),
             "uv_warm": self.uv_cmd(v["uv_warm"], self.uv_cache),
+            "keel_warm_compile": self.keel_cmd(v["keel_warm_compile"], self.keel_cache,
+                                               "--compile-bytecode"),
+            "uv_warm_compile": self.uv_cmd(v["uv_warm_compile"], self.uv_cache, True,
+                                           "--compile-bytecode"),
             "keel_cold": self.keel_cmd(v["keel_cold"], rd / "keel_cold" / "cache"),
             "uv_cold": self.uv_cmd(v["uv_cold"], rd / "uv_cold" / "cache"),
         }
@@ -536,6 +550,8 @@ def print_report(results: dict) -> None:
         if loads:
             print(f"  machine load average before the rounds: median {statistics.median(loads):.2f}, "
                   f"max {max(loads):.2f}")
+        for line in data["prepare"].get("keel_compile_verbose", []):
+            print(f"  keel bytecode: {line.removeprefix('info: ')}")
         print(f"  {'scenario':<40} {'median':>9} {'min':>9} {'max':>9} {'user':>7} {'sys':>7} "
               f"{'maxRSS':>8}")
         for sid in [s for s, _ in INSTALLS + SECOND]:

@@ -74,7 +74,10 @@ impl Records {
             }
             self.claimed.insert(path.clone());
             // RECORD cannot hold its own hash; that it exists was just read.
-            if !audited || path == record_path {
+            // Bytecode listed without a hash (pip's and keel's compiled
+            // installs) is a cache of its source: missing or recompiled,
+            // Python writes it again, so it is never damage.
+            if !audited || path == record_path || is_unhashed_bytecode(&row, &path) {
                 continue;
             }
             files += 1;
@@ -121,6 +124,13 @@ fn read_record(dist: &InstalledDistribution) -> (Status, Vec<RecordEntry>, Optio
 fn top_level_entry(site: &Path, path: &Path) -> Option<PathBuf> {
     let first = path.strip_prefix(site).ok()?.components().next()?;
     Some(site.join(first))
+}
+
+/// Whether a RECORD row is `__pycache__` bytecode (PEP 3147 names) listed
+/// without a hash (*Recording installed projects § The RECORD file*: such
+/// files may be listed without hash or size).
+fn is_unhashed_bytecode(row: &RecordEntry, path: &Path) -> bool {
+    row.hash.is_none() && keel_venv::bytecode::source_of(path).is_some()
 }
 
 #[cfg(test)]
