@@ -1,7 +1,8 @@
 //! Serving wheels on 127.0.0.1 and writing the locks that name them, for
-//! the lock-file tests (`tests/lock*.rs`): a `keel-testserver` holding
-//! copies of pinned PyPI wheels, `pylock.toml` text with their loopback
-//! URLs, sizes and sha256, and what a download cache then holds.
+//! the lock-file tests (`tests/lock*.rs`): a `keel-testserver` (plain HTTP
+//! or HTTPS) holding copies of pinned PyPI wheels (or any others),
+//! `pylock.toml` text with their loopback URLs, sizes and sha256, and what a
+//! download cache then holds.
 
 #![allow(dead_code)]
 
@@ -41,6 +42,17 @@ pub fn serve(names: &[&str]) -> Served {
 
 /// A loopback server holding copies of `wheels`.
 pub fn serve_wheels(wheels: &[PathBuf]) -> Served {
+    serve_wheels_with(wheels, Server::start)
+}
+
+/// A loopback HTTPS server ([`Server::start_tls`], its own CA) holding
+/// copies of `wheels`: [`pylock`] then names `https://127.0.0.1:…` URLs.
+pub fn serve_wheels_tls(wheels: &[PathBuf]) -> Served {
+    serve_wheels_with(wheels, Server::start_tls)
+}
+
+/// A server `start` starts, holding copies of `wheels`.
+fn serve_wheels_with(wheels: &[PathBuf], start: fn(&Path) -> Server) -> Served {
     let root = tempfile::tempdir().expect("tempdir");
     let wheels: Vec<PathBuf> = wheels
         .iter()
@@ -50,7 +62,7 @@ pub fn serve_wheels(wheels: &[PathBuf]) -> Served {
             copy
         })
         .collect();
-    let server = Server::start(root.path());
+    let server = start(root.path());
     Served {
         server,
         _root: root,

@@ -5,8 +5,11 @@
 //! Redirects are followed here rather than by `ureq`, so that each hop picks
 //! its own route (`NO_PROXY` may match one host and not the next) and the
 //! final URL is known. Statuses are classified here too: 2xx is a response,
-//! 408/429/5xx transient, any other a refusal.
+//! 408/429/5xx transient, any other a refusal. So are transport errors: a
+//! certificate the TLS handshake refuses is fatal (asking again gets the
+//! same certificate), other connection errors transient.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ureq::http;
@@ -44,6 +47,8 @@ pub(crate) struct Client {
     offline: bool,
     timeout: Duration,
     connect_timeout: Duration,
+    /// `SSL_CERT_FILE`, for the message of an untrusted certificate.
+    ca_file: Option<PathBuf>,
 }
 
 impl Client {
@@ -89,6 +94,7 @@ impl Client {
             offline: options.offline,
             timeout: options.timeout,
             connect_timeout: options.connect_timeout,
+            ca_file: options.ca_file.clone(),
         })
     }
 
@@ -166,6 +172,15 @@ impl Client {
             E::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 Failure::Transient(Transient::Timeout(self.timeout))
             }
+            // rustls reports a refused certificate as an I/O error of the
+            // handshake (`InvalidData`, the rustls error inside).
+            E::Io(e) if certificate_error(&e).is_some() => {
+                let refused = certificate_error(&e).map_or_else(String::new, ToString::to_string);
+                Failure::Fatal(Error::Request {
+                    url: url.clone(),
+                    reason: self.untrusted(&refused),
+                })
+            }
             E::Io(_)
             | E::HostNotFound
             | E::ConnectionFailed
@@ -177,6 +192,33 @@ impl Client {
             }),
         }
     }
+}
+
+impl Client {
+    /// Why a refused certificate is refused, and what keel trusts.
+    fn untrusted(&self, refused: &str) -> String {
+        let trusted = match &self.ca_file {
+            Some(path) => format!(
+                "the webpki roots and the certificates of SSL_CERT_FILE `{}`",
+                path.display()
+            ),
+            None => "the webpki roots only (SSL_CERT_FILE is not set; it names a PEM file \
+                     of extra CA certificates)"
+                .to_owned(),
+        };
+        format!("the server's TLS certificate is not trusted ({refused}); keel trusts {trusted}")
+    }
+}
+
+/// The rustls certificate error inside a handshake's I/O error, if that is
+/// what it is.
+fn certificate_error(error: &std::io::Error) -> Option<&rustls::Error> {
+    let inner = error.get_ref()?.downcast_ref::<rustls::Error>()?;
+    matches!(
+        inner,
+        rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+    )
+    .then_some(inner)
 }
 
 /// An agent that tunnels through `proxy` with `CONNECT`.
@@ -300,6 +342,63 @@ mod tests {
             split_credentials(&plain),
             (std::borrow::Cow::Borrowed(&plain), None)
         );
+    }
+
+    #[test]
+    fn a_refused_certificate_is_fatal_and_says_what_keel_trusts() {
+        let url = Url::parse("https://127.0.0.1:8443/files/a.whl").unwrap();
+        let refused = || {
+            let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+            ureq::Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, tls))
+        };
+        let mut options = DownloadOptions::new("/nonexistent");
+        let client = Client::new(&options).unwrap();
+        let Failure::Fatal(error) = client.classify(&url, refused()) else {
+            panic!("an untrusted certificate is retried");
+        };
+        let message = error.to_string();
+        assert!(
+            message.starts_with("https://127.0.0.1:8443/files/a.whl: the server's TLS certificate is not trusted (invalid peer certificate: UnknownIssuer)"),
+            "{message}"
+        );
+        assert!(message.contains("SSL_CERT_FILE is not set"), "{message}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let der = webpki_root_certs::TLS_SERVER_ROOT_CERTS[0].as_ref();
+        fs_err::write(&ca, pem_of(der)).unwrap();
+        options.ca_file = Some(ca.clone());
+        let client = Client::new(&options).unwrap();
+        let Failure::Fatal(error) = client.classify(&url, refused()) else {
+            panic!("an untrusted certificate is retried");
+        };
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!("certificates of SSL_CERT_FILE `{}`", ca.display())),
+            "{message}"
+        );
+
+        // Other I/O errors of a connection stay transient.
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(matches!(
+            client.classify(&url, ureq::Error::Io(reset)),
+            Failure::Transient(Transient::Connect(_))
+        ));
+    }
+
+    /// `der` as a PEM certificate.
+    fn pem_of(der: &[u8]) -> String {
+        use base64::Engine as _;
+        let body = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            lines.join("\n")
+        )
     }
 
     #[test]

@@ -26,9 +26,18 @@ struct Setup {
 impl Setup {
     /// Serves `WHEEL` (300 KiB of varied bytes).
     fn new() -> Setup {
+        Setup::with(Server::start)
+    }
+
+    /// [`Setup::new`] over HTTPS, with the server's own CA.
+    fn tls() -> Setup {
+        Setup::with(Server::start_tls)
+    }
+
+    fn with(start: fn(&Path) -> Server) -> Setup {
         let served = tempfile::tempdir().unwrap();
         let setup = Setup {
-            server: Server::start(served.path()),
+            server: start(served.path()),
             served,
             cache: tempfile::tempdir().unwrap(),
         };
@@ -743,6 +752,53 @@ fn http_proxy_is_honoured_and_no_proxy_bypasses_it() {
         .unwrap();
     assert_eq!(s.server.proxied(), before);
     assert_eq!(s.server.requests(WHEEL), 2);
+}
+
+#[test]
+fn an_untrusted_certificate_fails_at_once_and_ssl_cert_file_trusts_it() {
+    let s = Setup::tls();
+    let wanted = s.wanted(WHEEL);
+    assert_eq!(wanted.url.scheme(), "https");
+    let error = s.downloader().fetch(&wanted, &()).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains(wanted.url.as_str())
+            && message.contains("the server's TLS certificate is not trusted")
+            && message.contains("UnknownIssuer")
+            && !message.contains("attempt"),
+        "{message}"
+    );
+    assert_eq!(s.server.requests(WHEEL), 0);
+    assert!(s.partials().is_empty(), "{:?}", s.partials());
+
+    let ca = s.cache.path().join("ca.pem");
+    fs_err::write(&ca, s.server.ca_pem().unwrap()).unwrap();
+    let mut options = s.options();
+    options.ca_file = Some(ca);
+    let downloaded = Downloader::new(options)
+        .unwrap()
+        .fetch(&wanted, &())
+        .unwrap();
+    assert_eq!(fs_err::read(downloaded.path).unwrap(), s.bytes(WHEEL));
+    assert_eq!(s.server.requests(WHEEL), 1);
+}
+
+#[test]
+fn https_proxy_tunnels_with_connect() {
+    let s = Setup::tls();
+    let proxy_dir = tempfile::tempdir().unwrap();
+    let proxy = Server::start(proxy_dir.path());
+    let ca = s.cache.path().join("ca.pem");
+    fs_err::write(&ca, s.server.ca_pem().unwrap()).unwrap();
+    let mut options = s.options();
+    options.ca_file = Some(ca);
+    options.proxy = ProxyEnv::from_vars([("HTTPS_PROXY", proxy.proxy_url())]);
+    Downloader::new(options)
+        .unwrap()
+        .fetch(&s.wanted(WHEEL), &())
+        .unwrap();
+    assert_eq!((proxy.tunnels(), proxy.proxied()), (1, 0));
+    assert_eq!(s.server.requests(WHEEL), 1);
 }
 
 #[test]

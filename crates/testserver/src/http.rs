@@ -63,11 +63,13 @@ impl Request {
     }
 }
 
-/// A request target in origin form (`/path?query`) or absolute form
-/// (`http://host/path?query`, what a client sends to a forward proxy).
+/// A request target in origin form (`/path?query`), absolute form
+/// (`http://host/path?query`, what a client sends to a forward proxy) or,
+/// for `CONNECT`, authority form (`host:port`: no segments).
 #[derive(Debug)]
 pub(crate) struct Target {
-    /// The authority of an absolute-form target; `None` in origin form.
+    /// The authority of an absolute-form or authority-form target; `None`
+    /// in origin form.
     pub authority: Option<String>,
     /// The query, without the `?`, as sent.
     pub query: Option<String>,
@@ -169,10 +171,16 @@ fn parse_request_line(line: &str) -> Result<(String, Target, bool), ReadError> {
         return Err(ReadError::bad(400, "malformed method"));
     }
     if method == "CONNECT" {
-        return Err(ReadError::bad(
-            405,
-            "CONNECT is not supported: only http:// URLs are proxied",
-        ));
+        // RFC 9112 § 3.2.3: authority form, `host:port`.
+        if target.is_empty() || target.contains(['/', '?']) {
+            return Err(ReadError::bad(400, "CONNECT needs host:port"));
+        }
+        let target = Target {
+            authority: Some(target.to_owned()),
+            query: None,
+            segments: Vec::new(),
+        };
+        return Ok((method.to_owned(), target, http10));
     }
     Ok((method.to_owned(), parse_target(target)?, http10))
 }

@@ -3,15 +3,19 @@
 //! no test ever talks to a remote index.
 //!
 //! - [`Server`]: started on `127.0.0.1` on a free port by
-//!   [`Server::start`], stopped (every thread joined) when dropped. It
+//!   [`Server::start`] (plain HTTP) or [`Server::start_tls`] (HTTPS, with a
+//!   certificate authority made at start: [`Server::ca_pem`]), stopped
+//!   (every thread joined) when dropped. It
 //!   serves every file of its directory at `/files/<name>` and a simple
 //!   index of the wheels (`*.whl`) and sdists (`*.tar.gz`) at `/simple/`:
 //!   PEP 503 HTML and PEP 691 JSON, chosen by the `Accept` header
 //!   ([`IndexFormat`]), with PEP 592 yanking ([`Server::yank`]),
 //!   `Requires-Python` ([`Server::set_requires_python`]) and PEP 700
 //!   sizes. It counts what it was asked ([`Server::requests`],
-//!   [`Server::index_requests`]) and also answers as a forward proxy for
-//!   `http://` URLs, whatever their host ([`Server::proxied`]).
+//!   [`Server::index_requests`]) and also answers as a forward proxy:
+//!   `http://` URLs, whatever their host ([`Server::proxied`]), and
+//!   `CONNECT 127.0.0.1:<port>` tunnels for `https://` URLs
+//!   ([`Server::tunnels`]).
 //! - [`Fault`]: what `/files/<name>` does wrong on purpose — an error
 //!   status, a reset or truncated body, wrong bytes, a wrong size, a 404, a
 //!   slow first byte ([`Server::fault`]).
@@ -42,17 +46,25 @@
 //!
 //! // The next GET fails with a 503.
 //! server.fault("hello.txt", keel_testserver::Fault::Status { status: 503, times: 1 });
+//!
+//! // The same over HTTPS, trusted by whoever trusts `ca_pem()`.
+//! let https = keel_testserver::Server::start_tls(dir.path());
+//! assert!(https.file_url("hello.txt").starts_with("https://127.0.0.1:"));
+//! assert!(https.ca_pem().is_some_and(|pem| pem.starts_with("-----BEGIN CERTIFICATE-----")));
 //! # Ok::<(), std::io::Error>(())
 //! ```
 #![deny(missing_docs)]
 
 mod accept;
 mod catalog;
+mod conn;
 mod faults;
 mod http;
 mod index;
 mod serve;
 mod state;
+mod tls;
+mod tunnel;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -97,7 +109,8 @@ pub enum UrlStyle {
 /// Absolute URLs in index pages use the host the request addressed (its
 /// `Host` header, or the host of an absolute-form request line), so a
 /// client that reached the server as a proxy for `http://some.host/` keeps
-/// using that host.
+/// using that host, and the server's own scheme (`https` for
+/// [`Server::start_tls`]).
 #[derive(Debug)]
 pub struct Server {
     shared: Arc<Shared>,
@@ -130,6 +143,36 @@ impl Server {
     /// [`Server::start`], returning the error if `root` is not a directory
     /// or no port can be bound.
     pub fn try_start(root: &Path) -> io::Result<Server> {
+        Server::try_start_with(root, None)
+    }
+
+    /// [`Server::start`], but HTTPS: TLS (1.2 and 1.3) on every connection,
+    /// with a certificate for IP `127.0.0.1` and DNS `localhost` signed by
+    /// a certificate authority made for this server alone
+    /// ([`Server::ca_pem`]; no client trusts it unless told to). Files, the
+    /// index and faults work as over plain HTTP; a truncated body ends with
+    /// a TLS `close_notify`, a reset one without. `CONNECT` is refused
+    /// (405): the plain server is the proxy.
+    ///
+    /// # Panics
+    ///
+    /// As [`Server::start`], or if no certificate can be made.
+    pub fn start_tls(root: &Path) -> Server {
+        match Server::try_start_tls(root) {
+            Ok(server) => server,
+            Err(e) => panic!(
+                "keel-testserver: could not serve {} over TLS on 127.0.0.1:0: {e}",
+                root.display()
+            ),
+        }
+    }
+
+    /// [`Server::start_tls`], returning the error instead of panicking.
+    pub fn try_start_tls(root: &Path) -> io::Result<Server> {
+        Server::try_start_with(root, Some(tls::Tls::generate()?))
+    }
+
+    fn try_start_with(root: &Path, tls: Option<tls::Tls>) -> io::Result<Server> {
         if !fs_err::metadata(root)?.is_dir() {
             return Err(io::Error::new(
                 io::ErrorKind::NotADirectory,
@@ -138,7 +181,7 @@ impl Server {
         }
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::new(addr, catalog::Catalog::new(root)));
+        let shared = Arc::new(Shared::new(addr, catalog::Catalog::new(root), tls));
         let for_thread = Arc::clone(&shared);
         let accept = std::thread::Builder::new()
             .name("keel-testserver-accept".to_owned())
@@ -159,9 +202,23 @@ impl Server {
         self.shared.catalog.root()
     }
 
-    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    /// `http://127.0.0.1:PORT` (`https://` for a TLS server), without a
+    /// trailing slash.
     pub fn url(&self) -> String {
-        format!("http://{}", self.shared.addr)
+        format!("{}://{}", self.shared.scheme(), self.shared.addr)
+    }
+
+    /// Whether the server speaks HTTPS ([`Server::start_tls`]).
+    pub fn is_tls(&self) -> bool {
+        self.shared.tls.is_some()
+    }
+
+    /// The PEM certificate of the authority that signed a TLS server's
+    /// certificate (`-----BEGIN CERTIFICATE-----…`), for a client to trust
+    /// (write it to a file and point `SSL_CERT_FILE` at it); `None` for a
+    /// plain server.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.shared.tls.as_ref().map(|tls| tls.ca_pem.as_str())
     }
 
     /// The simple index: `http://127.0.0.1:PORT/simple/`.
@@ -175,10 +232,15 @@ impl Server {
         format!("{}/files/{}", self.url(), http::percent_encode(file_name))
     }
 
-    /// The server as a forward proxy (`HTTP_PROXY`): the same as
-    /// [`Server::url`]. Requests for `http://` URLs of any host are served
-    /// from this server's own files and index, and counted by
-    /// [`Server::proxied`]; `CONNECT` (https) is refused with a 405.
+    /// The server as a forward proxy (`HTTP_PROXY`, `HTTPS_PROXY`): the
+    /// same as [`Server::url`]. Requests for `http://` URLs of any host are
+    /// served from this server's own files and index, and counted by
+    /// [`Server::proxied`]. `CONNECT 127.0.0.1:<port>` (how a client
+    /// reaches an `https://` URL through a proxy) is answered `200
+    /// Connection established` and the bytes relayed both ways to that
+    /// port, typically a [`Server::start_tls`] server, and counted by
+    /// [`Server::tunnels`]; a `CONNECT` to any other host is refused (403).
+    /// Only a plain server tunnels.
     pub fn proxy_url(&self) -> String {
         self.url()
     }
@@ -213,6 +275,12 @@ impl Server {
     /// (`GET http://host/path`), as a client sends them to a forward proxy.
     pub fn proxied(&self) -> usize {
         self.shared.proxied.load(Ordering::SeqCst)
+    }
+
+    /// How many `CONNECT` tunnels were opened (answered 200), each one
+    /// connection to the target however many requests it then carried.
+    pub fn tunnels(&self) -> usize {
+        self.shared.tunnels.load(Ordering::SeqCst)
     }
 
     /// Which formats the index serves (default [`IndexFormat::Both`]).

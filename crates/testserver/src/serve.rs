@@ -1,9 +1,10 @@
 //! The server's threads: accepting connections, reading requests off each
-//! connection, routing them to files or index pages, and writing the
-//! (possibly faulty) responses.
+//! connection (inside TLS for a TLS server), routing them to files or index
+//! pages or a `CONNECT` tunnel, and writing the (possibly faulty)
+//! responses.
 
-use std::io::{self, BufReader, Read as _, Write as _};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io::{self, BufReader, Write as _};
+use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::{self, JoinHandle};
@@ -11,17 +12,16 @@ use std::time::{Duration, Instant};
 
 use crate::accept::negotiate;
 use crate::catalog::normalize;
+use crate::conn::Conn;
 use crate::faults::{Effect, alter};
 use crate::http::{self, ReadError, Request, percent_encode};
 use crate::index;
 use crate::state::{Shared, lock};
+use crate::tunnel;
 
 /// How long a connection may sit idle (or stall mid-request, or refuse to
 /// read a response) before its thread gives up on it.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long a connection closed cleanly waits for the client to close its
-/// end, so that unread request bytes do not turn the close into a reset.
-const LINGER: Duration = Duration::from_secs(1);
 
 /// Accepts connections until the server stops, one thread each; returns
 /// the threads still running, for the caller to join.
@@ -52,7 +52,7 @@ pub(crate) fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) -> Vec<J
         let spawned = thread::Builder::new()
             .name("keel-testserver-conn".to_owned())
             .spawn(move || {
-                connection(&stream, &for_thread);
+                connection(stream, &for_thread);
                 for_thread.deregister(id);
             });
         match spawned {
@@ -76,23 +76,43 @@ enum Next {
 }
 
 /// Serves requests on one connection until it closes, idles out, or a
-/// response ends it.
-fn connection(stream: &TcpStream, shared: &Shared) {
+/// response ends it; a `CONNECT` (on a plain connection) turns it into a
+/// tunnel.
+fn connection(stream: TcpStream, shared: &Shared) {
     let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
     let _ = stream.set_write_timeout(Some(IDLE_TIMEOUT));
     let _ = stream.set_nodelay(true);
-    let mut reader = BufReader::new(stream);
+    let conn = match &shared.tls {
+        Some(tls) => match Conn::tls(stream, &tls.config) {
+            Ok(conn) => conn,
+            Err(e) => {
+                eprintln!("keel-testserver: cannot set up TLS: {e}");
+                return;
+            }
+        },
+        None => Conn::Plain(stream),
+    };
+    let mut reader = BufReader::new(conn);
     let next = loop {
         let request = match http::read_request(&mut reader) {
             Ok(request) => request,
             Err(ReadError::Idle | ReadError::Io) => break Next::Close,
             Err(ReadError::Bad { status, message }) => {
                 let reply = Reply::text(status, message);
-                let _ = send(&mut &*stream, reply, false, false, shared);
+                let _ = send(reader.get_mut(), reply, false, false, shared);
                 break Next::Close;
             }
         };
-        match respond(&request, stream, shared) {
+        if request.method == "CONNECT" {
+            if !reader.get_ref().is_tls() {
+                return tunnel::serve(&request, reader, shared);
+            }
+            let reply = Reply::text(405, "CONNECT is served by the plain-http server only")
+                .header("Allow", "GET, HEAD");
+            let _ = send(reader.get_mut(), reply, false, false, shared);
+            break Next::Close;
+        }
+        match respond(&request, reader.get_mut(), shared) {
             Ok(Next::KeepAlive) if !shared.stopping() => {}
             Ok(Next::KeepAlive) => break Next::Close,
             Ok(next) => break next,
@@ -100,23 +120,7 @@ fn connection(stream: &TcpStream, shared: &Shared) {
         }
     };
     if next == Next::Close {
-        close_gracefully(stream);
-    }
-}
-
-/// Half-closes, then waits (briefly) for the client's end of the close.
-fn close_gracefully(stream: &TcpStream) {
-    if stream.shutdown(Shutdown::Write).is_err() {
-        return;
-    }
-    let _ = stream.set_read_timeout(Some(LINGER));
-    let deadline = Instant::now() + LINGER;
-    let mut buf = [0_u8; 4096];
-    while Instant::now() < deadline {
-        match (&mut &*stream).read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
+        reader.into_inner().close_gracefully();
     }
 }
 
@@ -164,7 +168,7 @@ impl Reply {
     }
 }
 
-fn respond(request: &Request, stream: &TcpStream, shared: &Shared) -> io::Result<Next> {
+fn respond(request: &Request, conn: &mut Conn, shared: &Shared) -> io::Result<Next> {
     if request.target.authority.is_some() {
         shared.proxied.fetch_add(1, Ordering::SeqCst);
     }
@@ -174,13 +178,7 @@ fn respond(request: &Request, stream: &TcpStream, shared: &Shared) -> io::Result
     } else {
         Reply::text(405, "only GET and HEAD are served").header("Allow", "GET, HEAD")
     };
-    send(
-        &mut &*stream,
-        reply,
-        head_only,
-        request.keep_alive(),
-        shared,
-    )
+    send(conn, reply, head_only, request.keep_alive(), shared)
 }
 
 fn route(request: &Request, shared: &Shared) -> Reply {
@@ -272,7 +270,8 @@ fn serve_index(rest: &[&str], request: &Request, shared: &Shared) -> Reply {
         None => index::project_list(&dists, rep),
         Some(project) => {
             let origin = format!(
-                "http://{}",
+                "{}://{}",
+                shared.scheme(),
                 request
                     .authority()
                     .map_or_else(|| shared.addr.to_string(), str::to_owned)
@@ -289,7 +288,7 @@ fn serve_index(rest: &[&str], request: &Request, shared: &Shared) -> Reply {
 /// Writes `reply` (only its head for a `HEAD` request), spoiled as it
 /// says; returns how the connection goes on.
 fn send(
-    out: &mut &TcpStream,
+    out: &mut Conn,
     reply: Reply,
     head_only: bool,
     keep_alive: bool,
@@ -332,7 +331,7 @@ fn send(
     }
     // Give the client a moment to read what was sent, then reset.
     sleep_unless_stopped(Duration::from_millis(50), shared);
-    rustix::net::sockopt::set_socket_linger(*out, Some(Duration::ZERO))?;
+    rustix::net::sockopt::set_socket_linger(out.tcp(), Some(Duration::ZERO))?;
     Ok(Next::Reset)
 }
 

@@ -8,6 +8,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::catalog::Catalog;
 use crate::faults::FaultTable;
+use crate::tls::Tls;
 use crate::{IndexFormat, UrlStyle};
 
 /// Locks `mutex`, ignoring poisoning: every critical section leaves its
@@ -40,6 +41,10 @@ pub(crate) struct Shared {
     pub file_requests: Mutex<HashMap<String, usize>>,
     pub index_requests: AtomicUsize,
     pub proxied: AtomicUsize,
+    /// `CONNECT` tunnels opened (answered 200).
+    pub tunnels: AtomicUsize,
+    /// The TLS identity of an HTTPS server; `None` for plain HTTP.
+    pub tls: Option<Tls>,
     stop: AtomicBool,
     /// A clone of every open connection, so that stopping can shut them
     /// down (which wakes a thread blocked reading or writing).
@@ -48,7 +53,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(addr: SocketAddr, catalog: Catalog) -> Shared {
+    pub fn new(addr: SocketAddr, catalog: Catalog, tls: Option<Tls>) -> Shared {
         Shared {
             addr,
             catalog,
@@ -57,10 +62,17 @@ impl Shared {
             file_requests: Mutex::default(),
             index_requests: AtomicUsize::new(0),
             proxied: AtomicUsize::new(0),
+            tunnels: AtomicUsize::new(0),
+            tls,
             stop: AtomicBool::new(false),
             connections: Mutex::default(),
             next_connection: AtomicU64::new(0),
         }
+    }
+
+    /// `https` for a TLS server, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     /// Whether the server is stopping.

@@ -1,14 +1,18 @@
-//! keel-testserver against a plain std HTTP/1.1 client written here, and
-//! against a real `pip download`.
+//! keel-testserver against a plain std HTTP/1.1 client written here (over
+//! TCP, over TLS with rustls, and through a `CONNECT` tunnel), and against
+//! a real `pip download`.
 
-use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{self, BufRead, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use keel_testserver::{Fault, IndexFormat, Server, UrlStyle};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
 use sha2::{Digest as _, Sha256};
 
 const JSON: &str = "application/vnd.pypi.simple.v1+json";
@@ -96,39 +100,7 @@ impl Client {
     }
 
     fn read_response(&mut self, head_only: bool) -> Response {
-        let mut line = String::new();
-        self.reader
-            .read_line(&mut line)
-            .expect("read the status line");
-        let mut parts = line.trim_end().splitn(3, ' ');
-        assert_eq!(parts.next(), Some("HTTP/1.1"), "status line {line:?}");
-        let status = parts.next().and_then(|s| s.parse().ok()).expect("a status");
-        let mut headers = Vec::new();
-        loop {
-            line.clear();
-            self.reader
-                .read_line(&mut line)
-                .expect("read a header line");
-            assert!(
-                line.ends_with("\r\n"),
-                "header line {line:?} ends with CRLF"
-            );
-            let Some((name, value)) = line.trim_end().split_once(':') else {
-                break;
-            };
-            headers.push((name.to_owned(), value.trim().to_owned()));
-        }
-        let mut response = Response {
-            status,
-            headers,
-            body: Vec::new(),
-            cut: None,
-        };
-        if !head_only {
-            let length = response.content_length();
-            response.cut = read_up_to(&mut self.reader, length, &mut response.body);
-        }
-        response
+        read_response(&mut self.reader, head_only)
     }
 
     /// Whether the server closed the connection (EOF or reset).
@@ -140,6 +112,39 @@ impl Client {
             Err(e) => e.kind() == io::ErrorKind::ConnectionReset,
         }
     }
+}
+
+/// Reads one response (its body too, unless `head_only`).
+fn read_response(reader: &mut impl BufRead, head_only: bool) -> Response {
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("read the status line");
+    let mut parts = line.trim_end().splitn(3, ' ');
+    assert_eq!(parts.next(), Some("HTTP/1.1"), "status line {line:?}");
+    let status = parts.next().and_then(|s| s.parse().ok()).expect("a status");
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).expect("read a header line");
+        assert!(
+            line.ends_with("\r\n"),
+            "header line {line:?} ends with CRLF"
+        );
+        let Some((name, value)) = line.trim_end().split_once(':') else {
+            break;
+        };
+        headers.push((name.to_owned(), value.trim().to_owned()));
+    }
+    let mut response = Response {
+        status,
+        headers,
+        body: Vec::new(),
+        cut: None,
+    };
+    if !head_only {
+        let length = response.content_length();
+        response.cut = read_up_to(reader, length, &mut response.body);
+    }
+    response
 }
 
 /// A request head with `Host: <host>`.
@@ -340,7 +345,12 @@ fn bad_requests_are_refused() {
     assert_eq!(client.get("/files/a.bin").status, 200);
     let mut client = Client::connect(server.addr());
     client.send_raw("CONNECT example.invalid:443 HTTP/1.1\r\nHost: example.invalid:443\r\n\r\n");
-    assert_eq!(client.read_response(false).status, 405);
+    assert_eq!(
+        client.read_response(false).status,
+        403,
+        "only 127.0.0.1 is tunnelled"
+    );
+    assert_eq!(server.tunnels(), 0);
     let mut client = Client::connect(server.addr());
     client.send_raw("GET /files/a.bin HTTP/2.0\r\n\r\n");
     assert_eq!(client.read_response(false).status, 505);
@@ -699,6 +709,259 @@ fn absolute_form_requests_are_served_as_a_proxy() {
         (3, 1, 2)
     );
     assert_eq!(server.proxy_url(), server.url());
+}
+
+// ---------------------------------------------------------------- tls
+
+/// A rustls client configuration trusting `ca_pem` only (nothing at all
+/// for `None`), with ring as keel-download has it.
+fn client_config(ca_pem: Option<&str>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(ca_pem.unwrap_or_default().as_bytes()) {
+        roots
+            .add(certificate.expect("the CA PEM parses"))
+            .expect("the CA is a usable trust anchor");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// One HTTP/1.1 connection inside TLS.
+struct TlsClient {
+    addr: SocketAddr,
+    reader: BufReader<TlsStream>,
+}
+
+impl TlsClient {
+    /// TLS over `tcp` (a connection to the server, or a tunnel to it) for
+    /// `server_name`, trusting `ca_pem`; the handshake's error if it fails.
+    fn over(
+        tcp: TcpStream,
+        addr: SocketAddr,
+        server_name: &str,
+        ca_pem: Option<&str>,
+    ) -> Result<TlsClient, io::Error> {
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let name = ServerName::try_from(server_name.to_owned()).expect("a server name");
+        let connection = rustls::ClientConnection::new(client_config(ca_pem), name)
+            .expect("a client connection");
+        let mut stream = rustls::StreamOwned::new(connection, tcp);
+        while stream.conn.is_handshaking() {
+            stream.conn.complete_io(&mut stream.sock)?;
+        }
+        Ok(TlsClient {
+            addr,
+            reader: BufReader::new(stream),
+        })
+    }
+
+    /// A connection to a TLS server trusting its CA, as `server_name`.
+    fn connect(server: &Server, server_name: &str) -> TlsClient {
+        let tcp = TcpStream::connect(server.addr()).expect("connect to the server");
+        TlsClient::over(tcp, server.addr(), server_name, server.ca_pem())
+            .expect("the TLS handshake succeeds")
+    }
+
+    fn send(&mut self, method: &str, target: &str, headers: &[(&str, &str)]) -> Response {
+        let head = request_head(self.addr, method, target, "HTTP/1.1", headers);
+        let stream = self.reader.get_mut();
+        stream.write_all(head.as_bytes()).expect("send the request");
+        stream.flush().expect("send the request");
+        read_response(&mut self.reader, method == "HEAD")
+    }
+
+    fn get(&mut self, target: &str) -> Response {
+        self.send("GET", target, &[])
+    }
+}
+
+/// The index fixture's files, served over TLS.
+fn tls_index_fixture() -> (tempfile::TempDir, Server, [String; 2]) {
+    let (dir, plain, files) = index_fixture();
+    drop(plain);
+    let server = Server::start_tls(dir.path());
+    (dir, server, files)
+}
+
+#[test]
+fn tls_serves_files_and_the_index_to_a_client_that_trusts_its_ca() {
+    let (dir, server, [one, _]) = tls_index_fixture();
+    assert!(server.is_tls());
+    assert!(server.url().starts_with("https://127.0.0.1:"));
+    assert_eq!(
+        server.file_url(&one),
+        format!("https://{}/files/{one}", server.addr())
+    );
+    let pem = server.ca_pem().expect("a TLS server has a CA");
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+    // The certificate names the address and `localhost`.
+    for name in ["127.0.0.1", "localhost"] {
+        let mut client = TlsClient::connect(&server, name);
+        let r = client.get(&format!("/files/{one}"));
+        assert_eq!(r.status, 200, "as {name}");
+        assert_eq!(r.body, fs_err::read(dir.path().join(&one)).unwrap());
+        // Keep-alive inside TLS.
+        assert_eq!(
+            client.send("HEAD", &format!("/files/{one}"), &[]).status,
+            200
+        );
+    }
+    assert_eq!(server.requests(&one), 2);
+    // Absolute links in the index are https.
+    let mut client = TlsClient::connect(&server, "127.0.0.1");
+    let page = client.send("GET", "/simple/keel-tiny/", &[("Accept", JSON)]);
+    assert_eq!(
+        page.json()["files"][0]["url"],
+        format!("https://{}/files/{one}", server.addr())
+    );
+    assert!(server.index_requests() >= 1);
+    // A plain server has no CA.
+    assert_eq!(Server::start(dir.path()).ca_pem(), None);
+}
+
+#[test]
+fn every_tls_server_has_its_own_ca_and_no_one_else_trusts_it() {
+    let (_dir, server, _) = tls_index_fixture();
+    let other = Server::start_tls(server.root());
+    assert_ne!(server.ca_pem(), other.ca_pem());
+    let untrusted = |ca_pem: Option<&str>| {
+        let tcp = TcpStream::connect(server.addr()).unwrap();
+        match TlsClient::over(tcp, server.addr(), "127.0.0.1", ca_pem) {
+            Ok(_) => panic!("the handshake succeeded with {ca_pem:?}"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let message = untrusted(None);
+    assert!(message.contains("invalid peer certificate"), "{message}");
+    let message = untrusted(other.ca_pem());
+    assert!(message.contains("invalid peer certificate"), "{message}");
+    // A name the certificate does not have.
+    let tcp = TcpStream::connect(server.addr()).unwrap();
+    let wrong_name = TlsClient::over(tcp, server.addr(), "pkgs.invalid", server.ca_pem());
+    assert!(wrong_name.is_err());
+    // Plain HTTP to a TLS server gets no HTTP answer.
+    let mut plain = Client::connect(server.addr());
+    plain.send_raw("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut head = [0_u8; 5];
+    let read = plain.reader.read(&mut head).unwrap_or(0);
+    assert_ne!(&head[..read], b"HTTP/", "no plain-text response");
+}
+
+#[test]
+fn faults_work_over_tls() {
+    let (dir, server, [one, _]) = tls_index_fixture();
+    let bytes = fs_err::read(dir.path().join(&one)).unwrap();
+    let path = format!("/files/{one}");
+    server.fault(
+        &one,
+        Fault::Status {
+            status: 500,
+            times: 1,
+        },
+    );
+    let mut client = TlsClient::connect(&server, "127.0.0.1");
+    assert_eq!(client.get(&path).status, 500);
+    assert_eq!(client.get(&path).body, bytes, "then served");
+
+    server.fault(&one, Fault::Truncate { times: 1 });
+    let r = TlsClient::connect(&server, "127.0.0.1").get(&path);
+    assert_eq!((r.status, r.content_length()), (200, bytes.len()));
+    assert_eq!(r.body, bytes[..bytes.len() / 2]);
+    assert_eq!(
+        r.cut,
+        Some(io::ErrorKind::UnexpectedEof),
+        "a clean end (close_notify), not a reset"
+    );
+
+    server.fault(&one, Fault::ResetMidBody { times: 1 });
+    let r = TlsClient::connect(&server, "127.0.0.1").get(&path);
+    assert!(r.body.len() < bytes.len() && bytes.starts_with(&r.body));
+    assert_eq!(r.cut, Some(io::ErrorKind::ConnectionReset));
+
+    server.fault(&one, Fault::WrongBytes);
+    let r = TlsClient::connect(&server, "127.0.0.1").get(&path);
+    assert_eq!(r.body.len(), bytes.len());
+    assert_ne!(r.body, bytes);
+    server.clear_faults();
+    assert_eq!(
+        TlsClient::connect(&server, "127.0.0.1").get(&path).body,
+        bytes
+    );
+    assert_eq!(server.requests(&one), 6);
+}
+
+/// `CONNECT target` on a fresh connection to `proxy`; the response head's
+/// status line, and the connection (a tunnel when it says 200).
+fn connect(proxy: &Server, target: &str) -> (String, TcpStream) {
+    let mut tcp = TcpStream::connect(proxy.addr()).expect("connect to the proxy");
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(tcp, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").unwrap();
+    // Byte by byte, so that nothing of the tunnel is read with the head.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0_u8; 1];
+        assert_eq!(tcp.read(&mut byte).expect("read the proxy's answer"), 1);
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).expect("the head is text");
+    let status_line = head.lines().next().unwrap_or_default().to_owned();
+    (status_line, tcp)
+}
+
+#[test]
+fn connect_tunnels_to_a_tls_server_and_is_counted() {
+    let (dir, target, [one, _]) = tls_index_fixture();
+    let proxy_dir = tempfile::tempdir().unwrap();
+    let proxy = Server::start(proxy_dir.path());
+    let (status, tcp) = connect(&proxy, &target.addr().to_string());
+    assert_eq!(status, "HTTP/1.1 200 Connection established");
+    // TLS end to end: the client checks the target's certificate.
+    let mut client = TlsClient::over(tcp, target.addr(), "127.0.0.1", target.ca_pem())
+        .expect("the handshake through the tunnel succeeds");
+    for _ in 0..2 {
+        let r = client.get(&format!("/files/{one}"));
+        assert_eq!(r.body, fs_err::read(dir.path().join(&one)).unwrap());
+    }
+    assert_eq!(
+        (proxy.tunnels(), proxy.proxied()),
+        (1, 0),
+        "one tunnel, two requests"
+    );
+    assert_eq!(target.requests(&one), 2);
+    assert_eq!(proxy.requests(&one), 0);
+
+    // Only 127.0.0.1; a port nobody listens on is a 502.
+    let (status, _) = connect(&proxy, &format!("localhost:{}", target.addr().port()));
+    assert!(status.starts_with("HTTP/1.1 403 "), "{status}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let (status, _) = connect(&proxy, &format!("127.0.0.1:{port}"));
+    assert!(status.starts_with("HTTP/1.1 502 "), "{status}");
+    // The TLS server itself is no proxy.
+    let mut inside = TlsClient::connect(&target, "127.0.0.1");
+    let addr = target.addr().to_string();
+    assert_eq!(inside.send("CONNECT", &addr, &[]).status, 405);
+    assert_eq!(proxy.tunnels(), 1);
+
+    // Dropping the proxy ends an open tunnel at once.
+    let (status, _tunnel) = connect(&proxy, &target.addr().to_string());
+    assert!(status.contains(" 200 "), "{status}");
+    let start = Instant::now();
+    drop(proxy);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 // ---------------------------------------------------------------- threads
