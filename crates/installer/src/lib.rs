@@ -147,12 +147,7 @@ pub fn install_requests(
     let target = probe_target(tx.env(), &options.cache_dir)?;
     tx.mark("probe");
     let sources: Vec<WheelSource> = plan.install.iter().map(|c| c.source.clone()).collect();
-    for source in &sources {
-        compat::check_tags(source, &target)?;
-    }
-    let lookups =
-        compat::check_requires_python(&cache, &sources, &target, options.ignore_requires_python)?;
-    let obtained = cache.obtain_looked_up(&sources, lookups, observer(options))?;
+    let obtained = obtain_archives(&cache, &sources, &target, options)?;
     tx.mark("archives");
     tx.check_cancelled()?;
     record_origins(&mut report, &obtained, &sources);
@@ -194,6 +189,22 @@ pub fn install_requests(
     report.removed = names_and_versions(&plan.remove);
     report.installed = installed_wheels(&plan, &jobs);
     Ok(report)
+}
+
+/// The archive of every wheel, once each wheel is known to fit the
+/// interpreter (its tags, then its `Requires-Python`).
+fn obtain_archives(
+    cache: &Cache,
+    sources: &[WheelSource],
+    target: &compat::Target,
+    options: &InstallOptions,
+) -> Result<Vec<Obtained>, Error> {
+    for source in sources {
+        compat::check_tags(source, target)?;
+    }
+    let lookups =
+        compat::check_requires_python(cache, sources, target, options.ignore_requires_python)?;
+    Ok(cache.obtain_looked_up(sources, lookups, observer(options))?)
 }
 
 /// The environment's interpreter (probed once, then cached by its path
