@@ -696,3 +696,116 @@ fn crash_at_every_mutation_of_a_compiled_upgrade_recovers_to_before_or_after() {
         "{outcomes:?}"
     );
 }
+
+/// `(relocated, compiled)` from keel's `-v` bytecode line.
+fn bytecode_sources(output: &Output) -> (usize, usize) {
+    let text = stderr(output);
+    let line = text
+        .lines()
+        .find(|l| l.contains("time: bytecode for"))
+        .unwrap_or_else(|| panic!("no bytecode line:\n{text}"));
+    let number_before = |word: &str| -> usize {
+        let at = line
+            .find(word)
+            .unwrap_or_else(|| panic!("{word} in {line}"));
+        line[..at]
+            .split_whitespace()
+            .last()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("a number before {word} in {line}"))
+    };
+    (number_before("relocated"), number_before("compiled ("))
+}
+
+/// The stored `.pyc` of `compiled/value.py` in the archive cache.
+fn stored_value_bytecode(cache: &Path) -> PathBuf {
+    let found: Vec<PathBuf> = snapshot(cache)
+        .into_keys()
+        .filter(|p| {
+            let text = p.to_string_lossy();
+            text.contains("/bytecode-")
+                && text.ends_with(".pyc")
+                && text.contains("compiled/__pycache__/value.")
+        })
+        .map(|p| cache.join(p))
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    found[0].clone()
+}
+
+#[test]
+fn the_next_install_relocates_stored_bytecode_and_names_its_own_paths() {
+    let sandbox = Sandbox::without_wheels("keel-bytecode-");
+    let wheel = compiled_wheel(sandbox.path(), "1.0", "1");
+    let first = sandbox.venv("first");
+    let output = run(compile_install(&first, &sandbox.cache, &[&wheel]).arg("-v"));
+    assert_success(&output);
+    assert_eq!(bytecode_sources(&output), (0, COMPILED_MODULES.len() + 1));
+
+    let second = sandbox.venv("second");
+    let output = run(compile_install(&second, &sandbox.cache, &[&wheel]).arg("-v"));
+    assert_success(&output);
+    // Every compiled module comes from the store; the Python 2 one, which
+    // has no stored bytecode, is tried again.
+    assert_eq!(bytecode_sources(&output), (COMPILED_MODULES.len(), 1));
+    // Checked against the second venv's sources, naming the second venv's
+    // paths (not the first's, where the stored bytecode was compiled).
+    check_bytecode(&second, "1.0", &["compiled/legacy_py2.py"]);
+    let imported =
+        run(Command::new(second.join("bin/python")).args(["-v", "-c", "import compiled.value"]));
+    assert_contains(&stderr(&imported), "matches");
+}
+
+#[test]
+fn stored_bytecode_that_is_gone_or_altered_is_compiled_again() {
+    let sandbox = Sandbox::without_wheels("keel-bytecode-");
+    let wheel = compiled_wheel(sandbox.path(), "1.0", "1");
+    let install = |name: &str, extra: &[&str]| -> (PathBuf, Output) {
+        let venv = sandbox.venv(name);
+        let output = run(compile_install(&venv, &sandbox.cache, &[&wheel])
+            .arg("-v")
+            .args(extra));
+        assert_success(&output);
+        (venv, output)
+    };
+    install("fill", &[]);
+    let modules = COMPILED_MODULES.len();
+
+    // tmpwatch deleted one stored .pyc: that module is compiled, and stored again.
+    fs_err::remove_file(stored_value_bytecode(&sandbox.cache)).expect("remove");
+    let (venv, output) = install("after-tmpwatch", &[]);
+    assert_eq!(bytecode_sources(&output), (modules - 1, 2));
+    check_bytecode(&venv, "1.0", &["compiled/legacy_py2.py"]);
+    let (_, output) = install("restored", &[]);
+    assert_eq!(bytecode_sources(&output), (modules, 1));
+
+    // Altered in place, its mtime put back: the stamp still holds, so only
+    // --verify (which hashes) catches it; the code that runs is the wheel's.
+    let stored = stored_value_bytecode(&sandbox.cache);
+    let mtime = fs_err::metadata(&stored)
+        .expect("stat")
+        .modified()
+        .expect("mtime");
+    let mut bytes = fs_err::read(&stored).expect("read");
+    let at = bytes.len() - 1;
+    bytes[at] ^= 0x01;
+    fs_err::write(&stored, &bytes).expect("alter");
+    fs_err::File::options()
+        .write(true)
+        .open(&stored)
+        .expect("open")
+        .set_modified(mtime)
+        .expect("put the mtime back");
+    let (venv, output) = install("verified", &["--verify"]);
+    assert_eq!(bytecode_sources(&output), (modules - 1, 2));
+    assert_eq!(
+        python(&venv, "import compiled.value as v; print(v.VALUE)").trim(),
+        "1"
+    );
+
+    // Altered without hiding it: the stamp fails, and it is compiled.
+    fs_err::write(stored_value_bytecode(&sandbox.cache), b"garbage").expect("alter");
+    let (venv, output) = install("stamp", &[]);
+    assert_eq!(bytecode_sources(&output), (modules - 1, 2));
+    check_bytecode(&venv, "1.0", &["compiled/legacy_py2.py"]);
+}

@@ -5,16 +5,22 @@ directory, with every PYTHON* variable removed. Protocol (all lengths are
 4-byte big-endian):
 
 - first, unasked, one reply: ``keel-bytecode 1 <magic hex> <cache tag>``;
-- then per request, three length-prefixed fields: source path, bytecode
-  path, the path the code object names (the source's final place), as raw
-  bytes (``os.fsdecode``: any file name works);
+- then per request, four length-prefixed fields: source path, bytecode
+  path, the path the code object names (the source's final place), and
+  the path of bytecode compiled earlier from the same source (empty when
+  there is none), as raw bytes (``os.fsdecode``: any file name works).
+  Earlier bytecode is relocated: its header kept, its code objects renamed
+  to the final place (what importlib does when it loads bytecode whose
+  source moved); if it does not load, the source is compiled;
 - per request one reply: a status byte (0 compiled, 1 not compilable,
   2 cannot write or read) and a length-prefixed UTF-8 message.
 
 End of input (keel closed the pipe, or died) ends the worker.
 """
 
+import _imp
 import importlib.util
+import marshal
 import os
 import py_compile
 import struct
@@ -49,9 +55,16 @@ def main():
         % (importlib.util.MAGIC_NUMBER.hex(), sys.implementation.cache_tag),
     )
     while True:
-        source, cfile, dfile = field(), field(), field()
-        if source is None or cfile is None or dfile is None:
+        source, cfile, dfile, earlier = field(), field(), field(), field()
+        if source is None or cfile is None or dfile is None or earlier is None:
             return
+        try:
+            if earlier and relocate(earlier, cfile, dfile):
+                reply(COMPILED, "")
+                continue
+        except OSError as error:
+            reply(FAILED, str(error))
+            continue
         try:
             py_compile.compile(
                 source,
@@ -67,6 +80,26 @@ def main():
             reply(FAILED, str(error))
         else:
             reply(COMPILED, "")
+
+
+def relocate(earlier, cfile, dfile):
+    """Writes ``earlier``'s bytecode to ``cfile``, naming ``dfile``;
+    False when it does not load."""
+    with open(earlier, "rb") as f:
+        data = f.read()
+    try:
+        code = marshal.loads(data[16:])
+    except (EOFError, ValueError, TypeError):
+        return False
+    if data[:4] != importlib.util.MAGIC_NUMBER or not hasattr(code, "co_filename"):
+        return False
+    _imp._fix_co_filename(code, dfile)
+    directory = os.path.dirname(cfile)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    with open(cfile, "wb") as f:
+        f.write(data[:16] + marshal.dumps(code))
+    return True
 
 
 main()

@@ -39,6 +39,7 @@
 //!     source: "/venv/.keel/tx/staging/pkg/mod.py".into(),
 //!     bytecode: "/venv/.keel/tx/staging/pkg/__pycache__/mod.cpython-311.pyc".into(),
 //!     named: "/venv/lib/python3.11/site-packages/pkg/mod.py".into(),
+//!     earlier: None,
 //! }];
 //! let outcomes = pool.compile(&jobs, &|| false)?;
 //! assert!(matches!(outcomes[0], Outcome::Compiled | Outcome::NotCompiled { .. }));
@@ -128,6 +129,11 @@ pub struct Job {
     /// The path the code object names (`co_filename`): where the source
     /// will be once installed.
     pub named: PathBuf,
+    /// Bytecode compiled earlier from this very source (same content, same
+    /// mtime and size: its header must hold for `source`), to relocate
+    /// instead of compiling: the worker renames its code objects to
+    /// `named`. If it does not load, the source is compiled.
+    pub earlier: Option<PathBuf>,
 }
 
 /// What became of one file.

@@ -39,6 +39,7 @@ fn job(dir: &Path, name: &str, tag: &str) -> Job {
         source: dir.join(name),
         bytecode: dir.join("__pycache__").join(format!("{stem}.{tag}.pyc")),
         named: PathBuf::from("/final/site-packages").join(name),
+        earlier: None,
     }
 }
 
@@ -128,6 +129,7 @@ fn a_file_name_that_is_not_utf8_works() {
             .join("__pycache__")
             .join(std::ffi::OsStr::from_bytes(&bytecode_name)),
         named: dir.path().join(name),
+        earlier: None,
     }];
     let outcomes = Pool::start(settings(python, magic, &tag, 1))
         .expect("start")
@@ -238,4 +240,52 @@ fn an_unwritable_bytecode_directory_is_an_error_not_a_skip() {
         .compile(&jobs, &|| false)
         .expect_err("cannot write");
     assert!(matches!(error, Error::Write { .. }), "{error}");
+}
+
+#[test]
+fn earlier_bytecode_is_relocated_to_name_the_new_place_and_bad_bytecode_is_compiled() {
+    let (python, magic, tag) = real_python();
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs_err::write(dir.path().join("m.py"), "VALUE = 7\n").expect("write");
+    let first = job(dir.path(), "m.py", &tag);
+    let mut pool = Pool::start(settings(python, magic, &tag, 1)).expect("start");
+    assert_eq!(
+        pool.compile(std::slice::from_ref(&first), &|| false)
+            .expect("compile"),
+        vec![Outcome::Compiled]
+    );
+    let earlier = fs_err::read(&first.bytecode).expect("bytecode");
+    let moved = Job {
+        bytecode: dir.path().join("elsewhere").join(format!("m.{tag}.pyc")),
+        named: PathBuf::from("/second/site-packages/m.py"),
+        earlier: Some(first.bytecode.clone()),
+        ..first.clone()
+    };
+    assert_eq!(
+        pool.compile(std::slice::from_ref(&moved), &|| false)
+            .expect("relocate"),
+        vec![Outcome::Compiled]
+    );
+    let relocated = fs_err::read(&moved.bytecode).expect("relocated bytecode");
+    assert_eq!(relocated[..16], earlier[..16], "the header is kept");
+    let named = b"/second/site-packages/m.py";
+    assert!(relocated.windows(named.len()).any(|w| w == named));
+    assert!(!relocated.windows(b"/final/".len()).any(|w| w == b"/final/"));
+
+    // Earlier bytecode that does not load: the source is compiled.
+    fs_err::write(
+        &first.bytecode,
+        b"not bytecode at all, longer than a header",
+    )
+    .expect("write");
+    let again = Job {
+        bytecode: dir.path().join("third").join(format!("m.{tag}.pyc")),
+        ..moved
+    };
+    assert_eq!(
+        pool.compile(std::slice::from_ref(&again), &|| false)
+            .expect("compile"),
+        vec![Outcome::Compiled]
+    );
+    assert_eq!(fs_err::read(&again.bytecode).expect("bytecode")[..4], magic);
 }

@@ -148,7 +148,8 @@ impl Worker {
         timeout: Option<Duration>,
     ) -> Result<Outcome, Error> {
         let mut request = Vec::new();
-        for field in [&job.source, &job.bytecode, &job.named] {
+        let earlier = job.earlier.clone().unwrap_or_default();
+        for field in [&job.source, &job.bytecode, &job.named, &earlier] {
             let bytes = field.as_os_str().as_bytes();
             let length = u32::try_from(bytes.len()).map_err(|_| Error::Write {
                 file: job.source.clone(),

@@ -85,6 +85,7 @@
 
 #![deny(missing_docs)]
 
+mod bytecode;
 mod integrity;
 mod lock;
 pub mod maintenance;
@@ -98,6 +99,7 @@ use std::time::UNIX_EPOCH;
 
 use keel_wheel::{WheelArchive, WheelFilename};
 
+pub use bytecode::CachedBytecode;
 pub use integrity::{
     Damage, FileStat, Proof, check_file, check_metadata, check_stat, hash_matches,
 };

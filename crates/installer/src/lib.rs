@@ -174,7 +174,9 @@ pub fn install_requests(
     let proven = repair::stage_and_repair(&mut jobs, &cache, &layout, &settings)?;
     tx.mark("stage");
     if let Some(compilation) = compilation {
-        report.bytecode_compiled = compilation.run(&mut jobs, &|| tx.cancelled())?;
+        let hash_everything = options.verification == Verification::Full;
+        report.bytecode_compiled =
+            compilation.run(&mut jobs, &cache, hash_everything, &|| tx.cancelled())?;
         tx.mark("compile");
     }
     generate::write_all(&jobs, &layout)?;
