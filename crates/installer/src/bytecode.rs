@@ -22,7 +22,7 @@
 use std::collections::HashSet;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use keel_bytecode::{Invalidation, Job, Outcome, Pool, Settings};
 use keel_cache::{Cache, CachedBytecode, ManifestFile};
@@ -62,14 +62,18 @@ pub(crate) struct Compilation {
 
 /// Plans the modules of `jobs`, finds their stored bytecode, and starts the
 /// pool for the rest, so that the workers start while staging runs. `None`
-/// when there is nothing to compile, or the interpreter writes no bytecode
-/// (`sys.implementation.cache_tag` is `None`).
+/// unless `options.compile_bytecode`, when there is nothing to compile, or
+/// when the interpreter writes no bytecode (`sys.implementation.cache_tag`
+/// is `None`).
 pub(crate) fn start(
     jobs: &[WheelJob],
     layout: &Layout,
     target: &Target,
-    timeout: Option<Duration>,
+    options: &crate::InstallOptions,
 ) -> Result<Option<Compilation>, Error> {
+    if !options.compile_bytecode {
+        return Ok(None);
+    }
     let Some(cache_tag) = target.interpreter.cache_tag() else {
         tracing::warn!(
             "not compiling bytecode: `{}` writes none (its sys.implementation.cache_tag is None)",
@@ -98,7 +102,7 @@ pub(crate) fn start(
         magic_number: target.interpreter.magic_number(),
         cache_tag: cache_tag.to_string(),
         workers: 1,
-        timeout,
+        timeout: options.compile_timeout,
         invalidation,
     };
     let mut compilation = Compilation {

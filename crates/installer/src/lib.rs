@@ -159,22 +159,19 @@ pub fn install_requests(
     tx.mark("plan");
 
     // Started now, so that the workers start while files are linked.
-    let compilation = match options.compile_bytecode {
-        true => bytecode::start(&jobs, &layout, &target, options.compile_timeout)?,
-        false => None,
-    };
+    let compilation = bytecode::start(&jobs, &layout, &target, options)?;
     let mode = probe_link_mode(options.link_mode, &jobs, &staging);
+    let hash_everything = options.verification == Verification::Full;
     let cancelled = || tx.cancelled();
     let settings = StageSettings {
         mode,
-        hash_everything: options.verification == Verification::Full,
+        hash_everything,
         observer: observer(options),
         cancelled: &cancelled,
     };
     let proven = repair::stage_and_repair(&mut jobs, &cache, &layout, &settings)?;
     tx.mark("stage");
     if let Some(compilation) = compilation {
-        let hash_everything = options.verification == Verification::Full;
         report.bytecode_compiled =
             compilation.run(&mut jobs, &cache, hash_everything, &|| tx.cancelled())?;
         tx.mark("compile");
