@@ -45,6 +45,10 @@
 //!                                  the wheel's identity and, per file, RECORD
 //!                                  hash and size plus the stamp taken when it
 //!                                  was last hashed
+//! archives-v1/<name>/<id>/bytecode-<tag>-<magic>-<mode>/
+//!                                  its modules compiled by an install, with a
+//!                                  manifest of hash, size and stamp per `.pyc`
+//!                                  (`CachedBytecode`)
 //! pointers-v1/<name>/<wheel file name>.<size>.<mtime ns>.json
 //!                                  wheel → archive id; replaced atomically
 //! ```
