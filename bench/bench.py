@@ -377,7 +377,7 @@ class Harness:
         compile_cmd[compile_cmd.index("-q")] = "-v"
         compiled = run(compile_cmd, env=self.env)
         info["keel_compile_verbose"] = [line for line in compiled.stderr.splitlines()
-                                        if "time: compile" in line]
+                                        if "time: bytecode" in line]
         # A no-op must not install anything, for either tool.
         noop = run(cmd, env=self.env)
         info["keel_noop_output"] = (noop.stdout + noop.stderr).strip().splitlines()[-1:]
