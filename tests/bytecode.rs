@@ -379,6 +379,11 @@ fn venv_with_fake_worker(sandbox: &Sandbox, name: &str, worker: &str) -> PathBuf
     venv
 }
 
+/// A fake worker that greets as the real one would, then never answers.
+const GREET_THEN_HANG: &str = "exec python3 -c 'import struct,sys,time,importlib.util as u; \
+    g=(\"keel-bytecode 1 %s %s\" % (u.MAGIC_NUMBER.hex(), sys.implementation.cache_tag)).encode(); \
+    sys.stdout.buffer.write(struct.pack(\">BI\",0,len(g))+g); sys.stdout.flush(); time.sleep(600)'";
+
 /// Whether a process the fake worker of `name` started is still there
 /// (running, or a zombie nobody reaped).
 fn fake_workers_left(sandbox: &Sandbox, name: &str) -> Vec<String> {
@@ -394,16 +399,13 @@ fn fake_workers_left(sandbox: &Sandbox, name: &str) -> Vec<String> {
 fn a_worker_that_never_starts_hangs_or_answers_wrong_fails_in_time_and_changes_nothing() {
     let sandbox = Sandbox::without_wheels("keel-bytecode-");
     let wheel = compiled_wheel(sandbox.path(), "1.0", "1");
-    let greeting_then_hang = "exec python3 -c 'import struct,sys,time,importlib.util as u; \
-        g=(\"keel-bytecode 1 %s %s\" % (u.MAGIC_NUMBER.hex(), sys.implementation.cache_tag)).encode(); \
-        sys.stdout.buffer.write(struct.pack(\">BI\",0,len(g))+g); sys.stdout.flush(); time.sleep(600)'";
     let cases = [
         (
             "never-ready",
             "exec sleep 600",
             "did not start compiling within 2 s",
         ),
-        ("hangs", greeting_then_hang, "took longer than 2 s"),
+        ("hangs", GREET_THEN_HANG, "took longer than 2 s"),
         (
             "wrong-magic",
             "printf '\\000\\000\\000\\000\\042keel-bytecode 1 00000000 cpython-0'; sleep 600",
@@ -447,13 +449,7 @@ fn sigkill_during_compilation_leaves_no_worker_and_nothing_installed() {
     let wheel = compiled_wheel(sandbox.path(), "1.0", "1");
     let name = "slow";
     // A worker that greets, then takes forever on its first file.
-    let venv = venv_with_fake_worker(
-        &sandbox,
-        name,
-        "exec python3 -c 'import struct,sys,time,importlib.util as u; \
-         g=(\"keel-bytecode 1 %s %s\" % (u.MAGIC_NUMBER.hex(), sys.implementation.cache_tag)).encode(); \
-         sys.stdout.buffer.write(struct.pack(\">BI\",0,len(g))+g); sys.stdout.flush(); time.sleep(600)'",
-    );
+    let venv = venv_with_fake_worker(&sandbox, name, GREET_THEN_HANG);
     let before = env_snapshot(&venv);
     let mut child = compile_install(&venv, &sandbox.cache, &[wheel])
         .env("KEEL_COMPILE_BYTECODE_TIMEOUT", "0")

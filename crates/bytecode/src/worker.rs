@@ -7,7 +7,6 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::{Error, Job, Outcome, Settings};
@@ -38,7 +37,6 @@ pub(crate) struct Worker {
     child: Child,
     stdin: Option<ChildStdin>,
     replies: Receiver<std::io::Result<Reply>>,
-    reader: Option<JoinHandle<()>>,
     stderr_path: PathBuf,
     greeted: bool,
 }
@@ -67,11 +65,7 @@ impl Worker {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr));
-        for (name, _) in std::env::vars_os() {
-            if name.as_bytes().starts_with(b"PYTHON") {
-                command.env_remove(name);
-            }
-        }
+        keel_python::remove_python_variables(&mut command);
         // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches
         // no memory of the parent.
         unsafe {
@@ -89,7 +83,9 @@ impl Worker {
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();
         let (sender, replies) = std::sync::mpsc::channel();
-        let reader = stdout.map(|mut stdout| {
+        // The reader ends when the pipe closes. It is never joined: a
+        // process the worker left holding the pipe must not hold keel up.
+        if let Some(mut stdout) = stdout {
             std::thread::spawn(move || {
                 loop {
                     let reply = read_reply(&mut stdout);
@@ -98,14 +94,13 @@ impl Worker {
                         break;
                     }
                 }
-            })
-        });
+            });
+        }
         Ok(Worker {
             python: settings.python.clone(),
             child,
             stdin,
             replies,
-            reader,
             stderr_path,
             greeted: false,
         })
@@ -286,9 +281,6 @@ impl Drop for Worker {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        // The reader ends when the pipe closes; a process the worker left
-        // holding it must not hold keel up, so it is not joined.
-        drop(self.reader.take());
     }
 }
 

@@ -312,6 +312,7 @@ fn redirect_target(from: &Url, response: &http::Response<ureq::Body>) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls::tests::pem_of;
 
     #[test]
     fn proxy_credentials_become_basic_authorization() {
@@ -384,21 +385,6 @@ mod tests {
             client.classify(&url, ureq::Error::Io(reset)),
             Failure::Transient(Transient::Connect(_))
         ));
-    }
-
-    /// `der` as a PEM certificate.
-    fn pem_of(der: &[u8]) -> String {
-        use base64::Engine as _;
-        let body = base64::engine::general_purpose::STANDARD.encode(der);
-        let lines: Vec<&str> = body
-            .as_bytes()
-            .chunks(64)
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect();
-        format!(
-            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-            lines.join("\n")
-        )
     }
 
     #[test]

@@ -52,8 +52,23 @@ fn read_certificates(path: &Path) -> Result<Vec<Certificate<'static>>, Error> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// `der` as a PEM certificate.
+    pub(crate) fn pem_of(der: &[u8]) -> String {
+        use base64::Engine as _;
+        let body = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            lines.join("\n")
+        )
+    }
 
     #[test]
     fn a_missing_or_empty_ca_file_is_an_error_naming_it() {
@@ -73,18 +88,8 @@ mod tests {
 
     #[test]
     fn the_certificates_of_a_pem_file_are_read_and_other_items_skipped() {
-        use base64::Engine as _;
         let der = webpki_root_certs::TLS_SERVER_ROOT_CERTS[0].as_ref();
-        let body = base64::engine::general_purpose::STANDARD.encode(der);
-        let lines: Vec<&str> = body
-            .as_bytes()
-            .chunks(64)
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect();
-        let pem = format!(
-            "# a comment\n-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-            lines.join("\n")
-        );
+        let pem = format!("# a comment\n{}", pem_of(der));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ca.pem");
         fs_err::write(&path, pem.repeat(2)).unwrap();

@@ -50,14 +50,13 @@ struct Module {
     stored: Option<(PathBuf, ManifestFile)>,
 }
 
-/// The modules of a transaction and the pool that compiles what the store
-/// does not have.
+/// The modules of a transaction and the pool that compiles (or relocates)
+/// their bytecode.
 pub(crate) struct Compilation {
     modules: Vec<Module>,
-    settings: Settings,
     /// The store's name for this interpreter's bytecode.
     key: String,
-    pool: Option<Pool>,
+    pool: Pool,
 }
 
 /// Plans the modules of `jobs`, finds their stored bytecode, and starts the
@@ -97,28 +96,21 @@ pub(crate) fn start(
     if modules.is_empty() {
         return Ok(None);
     }
+    // Workers by the work expected: a stored `.pyc` to relocate costs a
+    // tenth of a compile.
+    let stored = modules.iter().filter(|m| m.stored.is_some()).count();
+    let effort = modules.len() - stored + stored.div_ceil(RELOCATIONS_PER_COMPILE);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let settings = Settings {
         python: layout.python.clone(),
         magic_number: target.interpreter.magic_number(),
         cache_tag: cache_tag.to_string(),
-        workers: 1,
+        workers: effort.div_ceil(MODULES_PER_WORKER).clamp(1, cores),
         timeout: options.compile_timeout,
         invalidation,
     };
-    let mut compilation = Compilation {
-        modules,
-        settings,
-        key,
-        pool: None,
-    };
-    let stored = compilation
-        .modules
-        .iter()
-        .filter(|m| m.stored.is_some())
-        .count();
-    let effort = compilation.modules.len() - stored + stored.div_ceil(RELOCATIONS_PER_COMPILE);
-    compilation.start_pool(effort)?;
-    Ok(Some(compilation))
+    let pool = Pool::start(settings).map_err(Error::Bytecode)?;
+    Ok(Some(Compilation { modules, key, pool }))
 }
 
 /// Every `.py` file a job links into site-packages, unless the wheel
@@ -171,17 +163,6 @@ fn modules(jobs: &[WheelJob], layout: &Layout, cache_tag: &str, key: &str) -> Ve
 }
 
 impl Compilation {
-    /// Starts the pool for `count` modules (none for none), unless started.
-    fn start_pool(&mut self, count: usize) -> Result<(), Error> {
-        if count == 0 || self.pool.is_some() {
-            return Ok(());
-        }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        self.settings.workers = count.div_ceil(MODULES_PER_WORKER).clamp(1, cores);
-        self.pool = Some(Pool::start(self.settings.clone()).map_err(Error::Bytecode)?);
-        Ok(())
-    }
-
     /// Gives every module its bytecode, from the store where it proves,
     /// compiled otherwise, and notes each `.pyc` written in its job. A
     /// module that does not compile gets none (`-v` names it); any worker
@@ -201,15 +182,13 @@ impl Compilation {
             relocated += usize::from(module.work.earlier.is_some());
         }
         let work: Vec<Job> = self.modules.iter().map(|m| m.work.clone()).collect();
-        self.start_pool(work.len())?;
-        let outcomes = match self.pool.as_mut() {
-            Some(pool) => pool.compile(&work, cancelled).map_err(|e| match e {
-                keel_bytecode::Error::Interrupted => Error::Interrupted,
-                other => Error::Bytecode(other),
-            })?,
-            None => Vec::new(),
-        };
-        let workers = self.pool.take().map_or(0, |pool| pool.workers());
+        let outcomes = self.pool.compile(&work, cancelled).map_err(|e| match e {
+            keel_bytecode::Error::Interrupted => Error::Interrupted,
+            other => Error::Bytecode(other),
+        })?;
+        let workers = self.pool.workers();
+        // The workers are done: stopped and reaped now, before the commit.
+        drop(self.pool);
         let mut has_bytecode = vec![false; self.modules.len()];
         for ((module, outcome), has) in self.modules.iter().zip(outcomes).zip(&mut has_bytecode) {
             match outcome {
@@ -221,10 +200,19 @@ impl Compilation {
                 ),
             }
         }
+        // Only bytecode compiled now is news to the store (a module that
+        // does not compile is tried again next time, and stores nothing).
         let compiled: Vec<usize> = (0..self.modules.len())
-            .filter(|&i| self.modules[i].work.earlier.is_none())
+            .filter(|&i| has_bytecode[i] && self.modules[i].work.earlier.is_none())
             .collect();
-        self.store(jobs, cache, &compiled, &has_bytecode);
+        store(
+            &self.modules,
+            &self.key,
+            jobs,
+            cache,
+            &compiled,
+            &has_bytecode,
+        );
         let mut count = 0;
         for (module, _) in self
             .modules
@@ -245,24 +233,30 @@ impl Compilation {
         );
         Ok(count)
     }
+}
 
-    /// Stores the bytecode of every archive that had a module compiled now.
-    fn store(&self, jobs: &[WheelJob], cache: &Cache, compiled: &[usize], has: &[bool]) {
-        let touched: HashSet<usize> = compiled.iter().map(|&i| self.modules[i].job).collect();
-        for j in touched {
-            let files: Vec<(String, PathBuf)> = self
-                .modules
-                .iter()
-                .zip(has)
-                .filter(|(module, has)| module.job == j && **has)
-                .map(|(module, _)| (module.stored_as.clone(), module.work.bytecode.clone()))
-                .collect();
-            if let Err(e) = cache.store_bytecode(&jobs[j].archive, &self.key, &files) {
-                tracing::warn!(
-                    "cannot keep the bytecode of {} in the cache: {e}",
-                    jobs[j].archive.id
-                );
-            }
+/// Stores the bytecode of every archive that had a module compiled now.
+fn store(
+    modules: &[Module],
+    key: &str,
+    jobs: &[WheelJob],
+    cache: &Cache,
+    compiled: &[usize],
+    has: &[bool],
+) {
+    let touched: HashSet<usize> = compiled.iter().map(|&i| modules[i].job).collect();
+    for j in touched {
+        let files: Vec<(String, PathBuf)> = modules
+            .iter()
+            .zip(has)
+            .filter(|(module, has)| module.job == j && **has)
+            .map(|(module, _)| (module.stored_as.clone(), module.work.bytecode.clone()))
+            .collect();
+        if let Err(e) = cache.store_bytecode(&jobs[j].archive, key, &files) {
+            tracing::warn!(
+                "cannot keep the bytecode of {} in the cache: {e}",
+                jobs[j].archive.id
+            );
         }
     }
 }

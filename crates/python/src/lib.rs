@@ -53,7 +53,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use interpreter::{Interpreter, Libc, MarkerEnvironment, SchemePaths};
-pub use probe::{DEFAULT_TIMEOUT, MINIMUM_PYTHON, ProbeOptions};
+pub use probe::{DEFAULT_TIMEOUT, MINIMUM_PYTHON, ProbeOptions, remove_python_variables};
 pub use tags::{Tag, TagOrder, Tags};
 
 /// Everything that can go wrong while probing an interpreter. Every variant

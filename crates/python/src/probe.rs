@@ -198,11 +198,7 @@ fn run_isolated(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(stderr));
-    for (name, _) in std::env::vars_os() {
-        if name.as_bytes().starts_with(b"PYTHON") {
-            command.env_remove(name);
-        }
-    }
+    remove_python_variables(&mut command);
     let mut child = command.spawn().map_err(|source| Error::Spawn {
         python: python.to_path_buf(),
         source,
@@ -229,6 +225,19 @@ fn run_isolated(
         stderr,
         output,
     })
+}
+
+/// Removes every `PYTHON*` variable from `command`'s environment, so that
+/// nothing this process inherited (`PYTHONPATH`, `PYTHONSTARTUP`,
+/// `PYTHONPYCACHEPREFIX`, `PYTHONOPTIMIZE`, …) changes what the interpreter
+/// runs or writes; `-I` ignores most of them, not every one on every
+/// version, and a wrapper script in front of the interpreter ignores none.
+pub fn remove_python_variables(command: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        if name.as_bytes().starts_with(b"PYTHON") {
+            command.env_remove(name);
+        }
+    }
 }
 
 /// Waits for `child` until `timeout`; then kills and reaps it (`None`).
