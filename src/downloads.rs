@@ -86,3 +86,35 @@ pub fn verify(cache_dir: &Path, repair: bool) -> Result<DownloadsReport, keel_do
     }
     Ok(report)
 }
+
+/// `keel cache add`: each wheel unpacked into the archive cache (found
+/// later by its path or its content) and copied into the download cache;
+/// the archive origin of each, in order.
+pub fn add(
+    cache: &keel_cache::Cache,
+    wheels: &[PathBuf],
+    quiet: bool,
+) -> Result<Vec<(String, keel_cache::ArchiveOrigin)>, crate::CliError> {
+    let sources = wheels
+        .iter()
+        .map(|wheel| keel_cache::WheelSource::new(wheel))
+        .collect::<Result<Vec<_>, _>>()?;
+    let progress = crate::output::UnpackProgress::new(quiet);
+    let observer: &dyn keel_cache::UnpackObserver = match &progress {
+        Some(progress) => progress.as_ref(),
+        None => &(),
+    };
+    let obtained = cache.add(&sources, observer);
+    if let Some(progress) = &progress {
+        progress.finish();
+    }
+    let downloads = DownloadCache::new(cache.root());
+    for source in &sources {
+        downloads.add(&source.path)?;
+    }
+    Ok(sources
+        .iter()
+        .zip(obtained?)
+        .map(|(source, obtained)| (source.filename.to_string(), obtained.origin))
+        .collect())
+}

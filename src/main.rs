@@ -143,6 +143,17 @@ enum CacheCommand {
         #[command(flatten)]
         cache: CacheDirArg,
     },
+    /// Unpack wheels into the cache without installing them (to seed a
+    /// cache that others use with --shared-cache): each verified against
+    /// its RECORD, found later by its path or by its content, and copied
+    /// into the download cache so that a lock naming it installs offline.
+    Add {
+        /// Wheel files (`.whl`).
+        #[arg(required = true, value_name = "WHEEL")]
+        wheels: Vec<PathBuf>,
+        #[command(flatten)]
+        cache: CacheDirArg,
+    },
     /// Print how much the cache holds.
     Size {
         #[command(flatten)]
@@ -184,6 +195,27 @@ struct InstallArgs {
     venv: Option<PathBuf>,
     #[command(flatten)]
     cache: CacheDirArg,
+    /// A read-only cache consulted before the cache directory (repeatable;
+    /// in KEEL_SHARED_CACHE, separated by `:`): seeded once, shared by a
+    /// team or a fleet. keel never writes to it; what is damaged or missing
+    /// there is unpacked into the writable cache.
+    #[arg(
+        long = "shared-cache",
+        value_name = "DIR",
+        env = "KEEL_SHARED_CACHE",
+        value_delimiter = ':'
+    )]
+    shared_caches: Vec<PathBuf>,
+    /// Use no writable cache: extract (and verify) every wheel for this
+    /// install only. Shared caches are still read.
+    #[arg(
+        long,
+        env = "KEEL_NO_CACHE",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        num_args = 0,
+        default_missing_value = "true"
+    )]
+    no_cache: bool,
     /// How to put cached files into the environment; clone falls back to
     /// hardlink, then copy.
     #[arg(long, value_enum, default_value = "clone")]
@@ -367,6 +399,14 @@ fn cache(command: &CacheCommand, quiet: bool) -> Result<ExitCode, CliError> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        CacheCommand::Add { wheels, cache } => {
+            let cache = keel_cache::Cache::at(&cache.resolve()?)?
+                .with_destination_check(keel_venv::reserved_destination);
+            let added = downloads::add(&cache, wheels, quiet)?;
+            if !quiet {
+                output::print_added(&added, cache.root(), start.elapsed());
+            }
+        }
         CacheCommand::Size { cache } => {
             let cache = keel_cache::Cache::at(&cache.resolve()?)?;
             output::print_size(&cache.size(), cache.root());
@@ -477,6 +517,8 @@ fn install(args: &InstallArgs, exact: bool, quiet: bool) -> Result<(), CliError>
         None => default_venv()?,
     };
     let mut options = InstallOptions::new(venv, args.cache.resolve()?);
+    options.shared_caches = args.shared_caches.clone();
+    options.no_cache = args.no_cache;
     options.link_mode = args.link_mode.into();
     options.verification = if args.verify {
         Verification::Full

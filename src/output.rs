@@ -469,6 +469,28 @@ pub fn print_cache_verify(report: &keel_cache::maintenance::VerifyReport, elapse
 }
 
 /// `keel cache size`: `312.4 MiB (4,211 files) in …`.
+/// `keel cache add`: how many wheels the cache now holds, and how many of
+/// them were unpacked now.
+pub fn print_added(
+    added: &[(String, keel_cache::ArchiveOrigin)],
+    root: &std::path::Path,
+    elapsed: Duration,
+) {
+    let reused = added
+        .iter()
+        .filter(|(_, origin)| *origin == keel_cache::ArchiveOrigin::Reused)
+        .count();
+    eprintln!(
+        "Added {} {} to {} in {} ({} unpacked, {} already there)",
+        added.len(),
+        if added.len() == 1 { "wheel" } else { "wheels" },
+        root.display(),
+        format_duration(elapsed),
+        added.len() - reused,
+        reused
+    );
+}
+
 pub fn print_size(size: &keel_cache::Removed, root: &std::path::Path) {
     println!(
         "{} ({} files) in {}",

@@ -413,6 +413,7 @@ fn the_origin_of_each_wheel_decides_its_direct_url_json() {
         WheelRequest {
             path: hello,
             origin: Origin::Index,
+            sha256: None,
         },
         WheelRequest {
             path: legacy,
@@ -420,6 +421,7 @@ fn the_origin_of_each_wheel_decides_its_direct_url_json() {
                 url: url.clone(),
                 hashes: vec![sha256.clone(), sha512.clone()],
             },
+            sha256: Some(sha256.hex()),
         },
     ];
     let options = InstallOptions::new(&venv, &sandbox.cache);

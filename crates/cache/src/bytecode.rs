@@ -66,6 +66,10 @@ impl Cache {
         key: &str,
         files: &[(String, PathBuf)],
     ) -> Result<(), Error> {
+        if archive.shared {
+            // A shared layer is never written; its own store, if any, serves.
+            return Ok(());
+        }
         let tmp = self.root.join(TMP);
         fs_err::create_dir_all(&tmp)?;
         let staging = keel_fs::tempdir_in(&tmp, "unpack-bytecode-")?;

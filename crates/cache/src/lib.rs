@@ -91,6 +91,8 @@
 
 mod bytecode;
 mod integrity;
+mod key;
+mod layer;
 mod lock;
 pub mod maintenance;
 mod manifest;
@@ -108,6 +110,7 @@ pub use integrity::{
     Damage, FileStat, Proof, check_file, check_metadata, check_stat, hash_matches,
 };
 pub use keel_fs::open_no_follow;
+pub use key::sha256_of;
 pub use lock::CacheLock;
 pub use manifest::{Manifest, ManifestEntryPoint, ManifestFile, Stamp};
 pub use obtain::{ArchiveOrigin, Obtained, UnpackObserver};
@@ -220,11 +223,16 @@ pub struct WheelSource {
     pub path: PathBuf,
     /// Its file name, parsed (distribution, version, tags).
     pub filename: WheelFilename,
-    /// Its size in bytes; part of its pointer's key.
+    /// Its size in bytes.
     pub size: u64,
     /// Its modification time in nanoseconds since the Unix epoch (0 before
-    /// it); part of its pointer's key.
+    /// it).
     pub mtime_ns: i64,
+    /// What keys its pointer: size, modification and change time, inode.
+    key: key::PointerKey,
+    /// Its sha256 (hex), when already known and verified (a download):
+    /// its archive is then also found by content.
+    pub sha256: Option<String>,
 }
 
 impl WheelSource {
@@ -263,7 +271,26 @@ impl WheelSource {
             filename,
             size: metadata.len(),
             mtime_ns,
+            key: key::PointerKey::of(&metadata),
+            sha256: None,
         })
+    }
+
+    /// The same wheel, whose sha256 (hex) the caller verified (a download
+    /// checked by hash): its archive is found by content first, in any
+    /// cache layer, wherever the file now is.
+    pub fn with_sha256(mut self, sha256: impl Into<String>) -> Self {
+        self.sha256 = Some(sha256.into());
+        self
+    }
+
+    /// The key of its pointer: its content when its sha256 is known, else
+    /// its stat.
+    pub(crate) fn pointer_key(&self) -> key::PointerKey {
+        match &self.sha256 {
+            Some(sha256) => key::PointerKey::Content(sha256.clone()),
+            None => self.key.clone(),
+        }
     }
 }
 
@@ -276,6 +303,9 @@ pub struct Archive {
     pub dir: PathBuf,
     /// Boxed: archives travel in enums and results by value.
     pub manifest: Box<Manifest>,
+    /// In a read-only shared layer (`--shared-cache`): never written; its
+    /// renewed stamps are kept in the writable cache.
+    pub shared: bool,
 }
 
 impl Archive {
@@ -321,6 +351,8 @@ impl Unpack {
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
+    /// Read-only layers consulted before `root`, in order.
+    layers: Vec<layer::Layer>,
     /// Size limits every wheel is unpacked under (zip bombs).
     limits: keel_wheel::Limits,
     /// The rule of the environment the archives are for: destinations a
@@ -361,6 +393,7 @@ impl Cache {
     pub fn at(root: &Path) -> Result<Self, Error> {
         Ok(Cache {
             root: std::path::absolute(root)?,
+            layers: Vec::new(),
             limits: keel_wheel::Limits::default(),
             destinations: None,
         })
@@ -427,44 +460,48 @@ impl Cache {
         Ok(turnstile.and(lock))
     }
 
-    fn pointer_path(&self, wheel: &WheelSource) -> PathBuf {
-        self.root
-            .join(POINTERS)
+    /// The pointer file of `wheel` under `root`.
+    fn pointer_path_in(root: &Path, wheel: &WheelSource) -> PathBuf {
+        root.join(POINTERS)
             .join(wheel.filename.normalized_name())
-            .join(format!(
-                "{}.{}.{}.json",
-                wheel.filename, wheel.size, wheel.mtime_ns
-            ))
+            .join(wheel.pointer_key().file_name(&wheel.filename.to_string()))
     }
 
-    /// Follows the wheel's pointer to its archive and reads the manifest.
-    /// Reads two small files; touches nothing else.
+    /// Where the writable cache keeps `wheel`'s pointer.
+    pub fn pointer_path(&self, wheel: &WheelSource) -> PathBuf {
+        Self::pointer_path_in(&self.root, wheel)
+    }
+
+    /// Follows the wheel's pointer to its archive and reads the manifest:
+    /// in each shared layer, then in the writable cache. A layer's archive
+    /// that this cache found damaged before is passed over. Reads a few
+    /// small files; writes nothing.
     pub fn lookup(&self, wheel: &WheelSource) -> Result<Lookup, Error> {
-        Ok(self.follow_pointer(&self.pointer_path(wheel), &wheel.filename.to_string()))
+        let mut damaged = None;
+        for layer in &self.layers {
+            match lookup_in(layer.root(), wheel, true) {
+                Lookup::Hit(archive) => {
+                    if let Some(archive) = self.with_layer_notes(archive) {
+                        return Ok(Lookup::Hit(archive));
+                    }
+                }
+                Lookup::Miss => {}
+                found @ Lookup::Damaged { .. } => {
+                    damaged.get_or_insert(found);
+                }
+            }
+        }
+        Ok(match lookup_in(&self.root, wheel, false) {
+            Lookup::Miss => damaged.unwrap_or(Lookup::Miss),
+            found => found,
+        })
     }
 
-    /// Reads a pointer file and the manifest of the archive it names, which
-    /// must be the archive of the wheel file `wheel_name`.
+    /// Reads a pointer file of the writable cache and the manifest of the
+    /// archive it names, which must be the archive of the wheel file
+    /// `wheel_name`.
     pub(crate) fn follow_pointer(&self, pointer_path: &Path, wheel_name: &str) -> Lookup {
-        let damaged = |reason: ArchiveProblem| Lookup::Damaged { reason };
-        let pointer = match read_pointer(pointer_path) {
-            Ok(Some(pointer)) => pointer,
-            Ok(None) => return Lookup::Miss,
-            Err(reason) => return damaged(reason),
-        };
-        let dir = self.root.join(ARCHIVES).join(&pointer.archive);
-        match read_manifest(&dir) {
-            Ok(manifest) if manifest.wheel == wheel_name => Lookup::Hit(Archive {
-                id: pointer.archive,
-                dir,
-                manifest: Box::new(manifest),
-            }),
-            Ok(manifest) => damaged(ArchiveProblem::OtherWheel {
-                pointer: pointer_path.to_path_buf(),
-                wheel: manifest.wheel,
-            }),
-            Err(reason) => damaged(reason),
-        }
+        follow_pointer_in(&self.root, pointer_path, wheel_name, false)
     }
 
     /// Unpacks a wheel into a fresh archive and points the wheel at it,
@@ -508,7 +545,7 @@ impl Cache {
         stale: Option<&str>,
         _turn: CacheLock,
     ) -> Result<Unpack, Error> {
-        if let Lookup::Hit(archive) = self.lookup(wheel)?
+        if let Lookup::Hit(archive) = lookup_in(&self.root, wheel, false)
             && Some(archive.id.as_str()) != stale
         {
             tracing::debug!(
@@ -565,34 +602,60 @@ impl Cache {
         // The directory now lives at `dir`; nothing is left for the guard to remove.
         let _ = staging.keep();
 
-        let pointer_path = self.pointer_path(wheel);
-        if let Some(pointer_dir) = pointer_path.parent() {
-            fs_err::create_dir_all(pointer_dir)?;
-        }
-        let pointer = serde_json::to_vec(&manifest::Pointer {
-            archive: id.clone(),
-            wheel: Some(wheel.path.clone()),
-        })
-        .map_err(|source| Error::Serialize {
-            path: pointer_path.clone(),
-            source,
-        })?;
-        write_atomically(&pointer_path, &pointer)?;
-        tracing::debug!("unpacked {} into {}", wheel.filename, dir.display());
-        Ok(Archive {
+        let archive = Archive {
             id,
             dir,
             manifest: Box::new(manifest),
+            shared: false,
+        };
+        self.write_pointers(wheel, &archive, false)?;
+        tracing::debug!("unpacked {} into {}", wheel.filename, archive.dir.display());
+        Ok(archive)
+    }
+
+    /// Points the wheel at the archive `id` (its pointer replaced in one
+    /// rename); with `by_content`, also by its sha256 (hashed while it was
+    /// unpacked), which finds it wherever a copy of the cache is.
+    pub(crate) fn write_pointers(
+        &self,
+        wheel: &WheelSource,
+        archive: &Archive,
+        by_content: bool,
+    ) -> Result<(), Error> {
+        let name = wheel.filename.to_string();
+        let dir = self
+            .root
+            .join(POINTERS)
+            .join(wheel.filename.normalized_name());
+        fs_err::create_dir_all(&dir)?;
+        let pointer = serde_json::to_vec(&manifest::Pointer {
+            archive: archive.id.clone(),
+            wheel: Some(wheel.path.clone()),
         })
+        .map_err(|source| Error::Serialize {
+            path: dir.clone(),
+            source,
+        })?;
+        let content = key::PointerKey::Content(archive.manifest.wheel_sha256.clone());
+        let extra = by_content.then_some(content);
+        for key in std::iter::once(wheel.pointer_key()).chain(extra) {
+            write_atomically(&dir.join(key.file_name(&name)), &pointer)?;
+        }
+        Ok(())
     }
 
     /// Records new stamps for files of an archive that were hashed again and
     /// still matched (their stat had changed, their content had not).
     /// Replaces the manifest atomically; a concurrent writer's version is as
     /// good as this one.
+    /// A shared layer's archive is not written: its stamps are noted in
+    /// this cache instead.
     pub fn restamp(&self, archive: &Archive, updates: &[(usize, Stamp)]) -> Result<(), Error> {
         if updates.is_empty() {
             return Ok(());
+        }
+        if archive.shared {
+            return self.note_layer_stamps(archive, updates);
         }
         let mut manifest = archive.manifest.clone();
         for (index, stamp) in updates {
@@ -601,6 +664,37 @@ impl Cache {
             }
         }
         manifest.write(&archive.dir.join("manifest.json"))
+    }
+}
+
+/// The wheel's archive in the cache (or shared layer) at `root`.
+fn lookup_in(root: &Path, wheel: &WheelSource, shared: bool) -> Lookup {
+    let path = Cache::pointer_path_in(root, wheel);
+    follow_pointer_in(root, &path, &wheel.filename.to_string(), shared)
+}
+
+/// Reads a pointer file under `root` and the manifest of the archive it
+/// names, which must be the archive of the wheel file `wheel_name`.
+fn follow_pointer_in(root: &Path, pointer_path: &Path, wheel_name: &str, shared: bool) -> Lookup {
+    let damaged = |reason: ArchiveProblem| Lookup::Damaged { reason };
+    let pointer = match read_pointer(pointer_path) {
+        Ok(Some(pointer)) => pointer,
+        Ok(None) => return Lookup::Miss,
+        Err(reason) => return damaged(reason),
+    };
+    let dir = root.join(ARCHIVES).join(&pointer.archive);
+    match read_manifest(&dir) {
+        Ok(manifest) if manifest.wheel == wheel_name => Lookup::Hit(Archive {
+            id: pointer.archive,
+            dir,
+            manifest: Box::new(manifest),
+            shared,
+        }),
+        Ok(manifest) => damaged(ArchiveProblem::OtherWheel {
+            pointer: pointer_path.to_path_buf(),
+            wheel: manifest.wheel,
+        }),
+        Err(reason) => damaged(reason),
     }
 }
 

@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::key::{content_of_pointer, wheel_of_pointer};
 use crate::removal::{measure, remove_beneath, remove_contents};
 use crate::{
     ARCHIVES, Archive, Cache, Error, LOCK, Lookup, PARTIAL, POINTERS, Removed, TAG, TMP, TURNSTILE,
@@ -241,20 +242,6 @@ impl Check {
 /// Archives no pointer leads to, by the wheel their manifest names: each
 /// one's `<name>/<id>` and where its wheel was.
 type Leftovers = BTreeMap<String, Vec<(String, Option<PathBuf>)>>;
-
-/// `<wheel>.<size>.<mtime-ns>.json` → `<wheel>`.
-fn wheel_of_pointer(file_name: &str) -> Option<&str> {
-    let stem = file_name.strip_suffix(".json")?;
-    let (rest, mtime) = stem.rsplit_once('.')?;
-    let (wheel, size) = rest.rsplit_once('.')?;
-    let numeric = |s: &str| {
-        !s.is_empty()
-            && s.trim_start_matches('-')
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-    };
-    (wheel.ends_with(".whl") && numeric(size) && numeric(mtime)).then_some(wheel)
-}
 
 fn is_partial(name: &str) -> bool {
     name.starts_with(PARTIAL) || name.starts_with(".tmp")
@@ -653,20 +640,18 @@ impl Cache {
             }
             Ok(())
         };
-        let wheel = entry
-            .wheel_path
-            .as_ref()
-            .map(|path| (path, WheelSource::new(path)));
+        let wheel = entry.wheel_path.as_ref().map(|path| {
+            let source = WheelSource::new(path);
+            (path, source.map(|s| keyed_as(s, &entry.pointer)))
+        });
         let result = match wheel {
-            Some((path, Ok(source))) if self.pointer_path(&source) == entry.pointer => {
-                self.unpack_now(&source).and_then(|fresh| {
-                    remove_stale(Some(&fresh.id))?;
-                    Ok(RepairAction::Reextracted {
-                        from: path.clone(),
-                        archive: fresh.id,
-                    })
+            Some((path, Ok(Some(source)))) => self.unpack_now(&source).and_then(|fresh| {
+                remove_stale(Some(&fresh.id))?;
+                Ok(RepairAction::Reextracted {
+                    from: path.clone(),
+                    archive: fresh.id,
                 })
-            }
+            }),
             other => {
                 let reason = match other {
                     None => "keel does not know where its wheel is".to_string(),
@@ -684,6 +669,25 @@ impl Cache {
             reason: error_chain(&e),
         })
     }
+}
+
+/// `source` keyed as the pointer at `pointer` is, when it is the wheel file
+/// that pointer was made for: by its stat, or (a pointer by content) by
+/// hashing it.
+fn keyed_as(source: WheelSource, pointer: &Path) -> Option<WheelSource> {
+    let name = pointer.file_name()?.to_str()?;
+    let source = match content_of_pointer(name) {
+        Some(sha256) if crate::key::sha256_of(&source.path).ok()? == sha256 => {
+            source.with_sha256(sha256)
+        }
+        Some(_) => return None,
+        None => source,
+    };
+    let same = pointer
+        .parent()?
+        .join(source.pointer_key().file_name(&source.filename.to_string()))
+        == pointer;
+    same.then_some(source)
 }
 
 /// Archives no pointer leads to (each pushed to `unreferenced`), by the wheel

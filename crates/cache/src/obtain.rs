@@ -94,15 +94,41 @@ impl Cache {
             .collect()
     }
 
-    /// Unpacks `source` again into a fresh archive, its archive `stale`
-    /// having been found damaged (waits for the distribution's turn).
+    /// `keel cache add`: the archive of every wheel of `sources`, unpacked
+    /// where missing or damaged (as [`Cache::obtain`]), each then also
+    /// pointed at by the wheel's content, so that a copy of this cache (a
+    /// shared layer published elsewhere) serves the same wheel downloaded
+    /// anywhere. Takes the shared lock itself.
+    pub fn add(
+        &self,
+        sources: &[WheelSource],
+        observer: &dyn UnpackObserver,
+    ) -> Result<Vec<Obtained>, Error> {
+        let _lock = self.lock_shared()?;
+        let obtained = self.obtain(sources, observer)?;
+        for (source, obtained) in sources.iter().zip(&obtained) {
+            if !obtained.archive.shared {
+                self.write_pointers(source, &obtained.archive, true)?;
+            }
+        }
+        Ok(obtained)
+    }
+
+    /// Unpacks `source` again into a fresh archive of the writable cache,
+    /// its archive `stale` having been found damaged (waits for the
+    /// distribution's turn). A damaged archive of a shared layer is noted,
+    /// and passed over from now on.
     pub fn unpack_again(
         &self,
         source: &WheelSource,
-        stale: &str,
+        stale: &Archive,
         observer: &dyn UnpackObserver,
     ) -> Result<Archive, Error> {
-        observed(source, observer, || self.unpack(source, Some(stale))).map(Unpack::into_archive)
+        if stale.shared {
+            self.note_layer_damaged(stale)?;
+        }
+        observed(source, observer, || self.unpack(source, Some(&stale.id)))
+            .map(Unpack::into_archive)
     }
 
     /// Looks the wheel up and, on a miss or damage, unpacks it unless

@@ -48,6 +48,18 @@ pub enum ArchiveProblem {
         /// The I/O error's message.
         error: String,
     },
+    /// The archive was unpacked from another build of the wheel: the
+    /// `.whl` now has another sha256 than the one recorded then (a wheel
+    /// rebuilt in place, found by `--verify` or by a download's hash).
+    #[error("archive `{}` was unpacked from another build of the wheel (sha256 {recorded}; the file now has {actual})", archive.display())]
+    OtherBuild {
+        /// The archive directory.
+        archive: PathBuf,
+        /// The sha256 recorded when it was unpacked.
+        recorded: String,
+        /// The wheel file's sha256 now.
+        actual: String,
+    },
     /// The manifest is not one keel wrote (or one of another layout).
     #[error("manifest `{}` is malformed: {error}", manifest.display())]
     ManifestMalformed {

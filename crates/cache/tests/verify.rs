@@ -46,14 +46,7 @@ fn intact(
 }
 
 fn pointer_of(cache: &Cache, source: &WheelSource) -> PathBuf {
-    cache
-        .root()
-        .join("pointers-v1")
-        .join(source.filename.normalized_name())
-        .join(format!(
-            "{}.{}.{}.json",
-            source.filename, source.size, source.mtime_ns
-        ))
+    cache.pointer_path(source)
 }
 
 fn reextracted(entry: &ArchiveReport) -> String {

@@ -68,6 +68,9 @@ impl Downloader {
             url: wanted.url.clone(),
             reason,
         };
+        if let Some(shared) = self.shared_lookup(wanted, &expected)? {
+            return Ok(shared);
+        }
         let lookup = self.cache.lookup(
             &wanted.file_name,
             wanted.size,
@@ -101,6 +104,39 @@ impl Downloader {
             self.cache.remove_if_empty(&expected);
         }
         result
+    }
+
+    /// `wanted` in a shared layer's download cache, proven there; a
+    /// damaged copy there is passed over (the writable cache is next).
+    fn shared_lookup(
+        &self,
+        wanted: &Wanted,
+        expected: &Expected,
+    ) -> Result<Option<Downloaded>, Error> {
+        for layer in &self.options.shared {
+            let cache = DownloadCache::read_only(layer);
+            let lookup = cache.lookup(
+                &wanted.file_name,
+                wanted.size,
+                expected,
+                self.options.verify,
+            );
+            match lookup {
+                Ok(Lookup::Hit { path, bytes }) => {
+                    return Ok(Some(Downloaded {
+                        path,
+                        from_cache: true,
+                        bytes,
+                    }));
+                }
+                Ok(Lookup::Damaged { path, reason }) => {
+                    tracing::debug!("passing over {} {reason}", path.display());
+                }
+                Ok(Lookup::Miss) => {}
+                Err(e) => tracing::debug!("cannot read the shared cache {}: {e}", layer.display()),
+            }
+        }
+        Ok(None)
     }
 
     /// Every file of `wanted`, at most [`DownloadOptions::parallel`] at

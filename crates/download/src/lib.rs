@@ -146,6 +146,9 @@ pub struct DownloadOptions {
     /// A PEM file of CA certificates trusted besides the webpki roots
     /// (`SSL_CERT_FILE`).
     pub ca_file: Option<PathBuf>,
+    /// Read-only keel caches (`--shared-cache`) whose download caches are
+    /// looked in first; nothing is ever written there.
+    pub shared: Vec<PathBuf>,
 }
 
 impl DownloadOptions {
@@ -163,6 +166,7 @@ impl DownloadOptions {
             verify: false,
             proxy: ProxyEnv::none(),
             ca_file: None,
+            shared: Vec::new(),
         }
     }
 

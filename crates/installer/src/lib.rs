@@ -48,6 +48,7 @@
 #![deny(missing_docs)]
 
 mod bytecode;
+mod cache_set;
 mod closure;
 mod compat;
 mod destinations;
@@ -63,6 +64,7 @@ mod options;
 mod origin;
 mod pinned;
 mod plan;
+mod provenance;
 mod repair;
 mod report;
 mod scripts;
@@ -88,6 +90,7 @@ pub use report::{
     InstallReport, InstalledWheel, NameVersion, Repair, RepairReason, Takeover, UninstallReport,
 };
 
+use crate::cache_set::CacheSet;
 use crate::destinations::{Layout, WheelJob};
 use crate::plan::{Plan, Request};
 use crate::repair::StageSettings;
@@ -115,6 +118,15 @@ pub fn install_requests(
     requests: &[WheelRequest],
     options: &InstallOptions,
 ) -> Result<InstallReport, Error> {
+    install_with_caches(requests, options, &CacheSet::of(options))
+}
+
+/// [`install_requests`] through the caches `caches`.
+pub(crate) fn install_with_caches(
+    requests: &[WheelRequest],
+    options: &InstallOptions,
+    caches: &CacheSet,
+) -> Result<InstallReport, Error> {
     // The wheels are checked first: a bad argument changes nothing anywhere.
     let (sources, origins) = read_sources(requests)?;
     let mut tx = Transaction::begin(&options.venv, options.cancel.clone())?;
@@ -123,10 +135,8 @@ pub fn install_requests(
             "with --link-mode symlink the environment depends on the cache: `keel cache clean` breaks it"
         );
     }
-    let cache = Cache::at(&options.cache_dir)?
-        .with_limits(options.limits)
-        .with_destination_check(keel_venv::reserved_destination);
-    let _cache_lock = cache.lock_shared()?;
+    let opened = caches.open(options, || tx.scratch_dir("cache"))?;
+    let cache = &opened.cache;
     let request = Request {
         wheels: sources,
         reinstall: options.reinstall,
@@ -144,10 +154,10 @@ pub fn install_requests(
         return Ok(report);
     }
 
-    let target = probe_target(tx.env(), &options.cache_dir)?;
+    let target = probe_target(tx.env(), caches.probe_cache())?;
     tx.mark("probe");
     let sources: Vec<WheelSource> = plan.install.iter().map(|c| c.source.clone()).collect();
-    let obtained = obtain_archives(&cache, &sources, &target, options)?;
+    let obtained = obtain_archives(cache, &sources, &target, options)?;
     tx.mark("archives");
     tx.check_cancelled()?;
     record_origins(&mut report, &obtained, &sources);
@@ -169,11 +179,11 @@ pub fn install_requests(
         observer: observer(options),
         cancelled: &cancelled,
     };
-    let proven = repair::stage_and_repair(&mut jobs, &cache, &layout, &settings)?;
+    let proven = repair::stage_and_repair(&mut jobs, cache, &layout, &settings)?;
     tx.mark("stage");
     if let Some(compilation) = compilation {
         report.bytecode_compiled =
-            compilation.run(&mut jobs, &cache, hash_everything, &|| tx.cancelled())?;
+            compilation.run(&mut jobs, cache, hash_everything, &|| tx.cancelled())?;
         tx.mark("compile");
     }
     generate::write_all(&jobs, &layout)?;
@@ -203,13 +213,15 @@ fn obtain_archives(
     }
     let lookups =
         compat::check_requires_python(cache, sources, target, options.ignore_requires_python)?;
-    Ok(cache.obtain_looked_up(sources, lookups, observer(options))?)
+    let obtained = cache.obtain_looked_up(sources, lookups, observer(options))?;
+    let hash_wheels = options.verification == Verification::Full;
+    provenance::check(cache, sources, obtained, hash_wheels, observer(options))
 }
 
 /// The environment's interpreter (probed once, then cached by its path
 /// and stat) and the tags it supports, in priority order.
-fn probe_target(env: &Environment, cache_dir: &Path) -> Result<compat::Target, Error> {
-    let interpreter = keel_python::Interpreter::probe(&env.python(), Some(cache_dir))?;
+fn probe_target(env: &Environment, cache_dir: Option<&Path>) -> Result<compat::Target, Error> {
+    let interpreter = keel_python::Interpreter::probe(&env.python(), cache_dir)?;
     let tags = keel_python::Tags::new(&interpreter, keel_python::TagOrder::default());
     Ok(compat::Target { interpreter, tags })
 }
@@ -222,7 +234,10 @@ fn read_sources(
     let mut sources: Vec<WheelSource> = Vec::with_capacity(requests.len());
     let mut origins = HashMap::with_capacity(requests.len());
     for request in requests {
-        let source = WheelSource::new(&request.path)?;
+        let mut source = WheelSource::new(&request.path)?;
+        if let Some(sha256) = &request.sha256 {
+            source = source.with_sha256(sha256.clone());
+        }
         if !sources.iter().any(|s| s.path == source.path) {
             origins.insert(source.path.clone(), request.origin.clone());
             sources.push(source);

@@ -15,6 +15,7 @@ use keel_download::{DownloadOptions, Downloader, Wanted};
 use keel_lock::{Choice, Location, Lock, Selected};
 use url::Url;
 
+use crate::cache_set::CacheSet;
 use crate::origin::{Origin, WheelRequest};
 use crate::{Error, InstallOptions, InstallReport};
 
@@ -49,11 +50,27 @@ pub fn install_locked(
     options: &InstallOptions,
 ) -> Result<InstallReport, Error> {
     let env = keel_venv::Environment::open(&options.venv)?;
-    let target = crate::probe_target(&env, &options.cache_dir)?;
+    let caches = CacheSet::of(options);
+    let target = crate::probe_target(&env, caches.probe_cache())?;
+    // Without a writable cache, downloads live in a temporary directory
+    // until the install ends.
+    let scratch = match caches.writable {
+        Some(_) => None,
+        None => Some(keel_fs::tempdir_in(
+            &std::env::temp_dir(),
+            "keel-downloads-",
+        )?),
+    };
+    let download_dir = match (&caches.writable, &scratch) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(scratch)) => scratch.path().to_path_buf(),
+        (None, None) => options.cache_dir.clone(),
+    };
     let downloader = Downloader::new(DownloadOptions {
         offline: request.offline,
         verify: options.verification == crate::Verification::Full,
-        ..DownloadOptions::from_env(&options.cache_dir)
+        shared: caches.layers.clone(),
+        ..DownloadOptions::from_env(download_dir)
     })
     .map_err(Error::Download)?;
     let is_lock = keel_lock::is_lock_file_name(&request.file);
@@ -68,20 +85,34 @@ pub fn install_locked(
     };
     let wanted: Vec<Wanted> = pending.iter().map(|p| p.wanted.clone()).collect();
     let started = std::time::Instant::now();
-    let downloaded = fetch_and_unpack(&downloader, &wanted, options)?;
+    let downloaded = fetch_and_unpack(&downloader, &wanted, options, &caches)?;
     log_downloads(&downloaded, started.elapsed());
     let requests: Vec<WheelRequest> = pending
         .into_iter()
         .zip(downloaded)
         .map(|(pending, file)| WheelRequest {
             path: file.path,
+            sha256: single_sha256(&pending.wanted.hashes),
             origin: pending.origin,
         })
         .collect();
     if !request.no_deps && !is_lock {
         crate::closure::check(&requests, &env, &target, options.exact)?;
     }
-    crate::install_requests(&requests, options)
+    crate::install_with_caches(&requests, options, &caches)
+}
+
+/// The sha256 a downloaded file was verified to have: the wanted one, when
+/// exactly one sha256 was wanted (within one algorithm, any listed digest
+/// will do, so with several the file's own is not known here).
+fn single_sha256(hashes: &[keel_wheel::RecordHash]) -> Option<String> {
+    let mut sha256 = hashes
+        .iter()
+        .filter(|h| h.algorithm == keel_wheel::HashAlgorithm::Sha256);
+    match (sha256.next(), sha256.next()) {
+        (Some(only), None) => Some(only.hex()),
+        _ => None,
+    }
 }
 
 /// Every file fetched and verified, at most `parallel` at once, each one
@@ -93,11 +124,14 @@ fn fetch_and_unpack(
     downloader: &Downloader,
     wanted: &[Wanted],
     options: &InstallOptions,
+    caches: &CacheSet,
 ) -> Result<Vec<keel_download::Downloaded>, Error> {
-    let cache = keel_cache::Cache::at(&options.cache_dir)?
-        .with_limits(options.limits)
-        .with_destination_check(keel_venv::reserved_destination);
-    let lock = cache.lock_shared()?;
+    // No writable cache: the install extracts into its scratch cache.
+    let opened = match caches.writable {
+        Some(_) => Some(caches.open(options, || Ok(options.cache_dir.clone()))?),
+        None => None,
+    };
+    let cache = opened.as_ref().map(|opened| &opened.cache);
     let progress = keel_download::TerminalProgress::new();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let work = || {
@@ -107,8 +141,11 @@ fn fetch_and_unpack(
             // A file that was already in the download cache was unpacked
             // when it arrived; the install's own lookup repairs it if not.
             let unpacked = fetched.and_then(|file| {
-                if !file.from_cache {
-                    let source = keel_cache::WheelSource::new(&file.path)?;
+                if let Some(cache) = cache.filter(|_| !file.from_cache) {
+                    let mut source = keel_cache::WheelSource::new(&file.path)?;
+                    if let Some(sha256) = single_sha256(&one.hashes) {
+                        source = source.with_sha256(sha256);
+                    }
                     cache.obtain(&[source], crate::observer(options))?;
                 }
                 Ok(file)
@@ -129,7 +166,7 @@ fn fetch_and_unpack(
             .collect()
     });
     progress.clear();
-    drop(lock);
+    drop(opened);
     collect_in_order(wanted, results.into_iter().flatten().collect())
 }
 

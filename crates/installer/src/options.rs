@@ -31,6 +31,12 @@ pub struct InstallOptions {
     pub venv: PathBuf,
     /// The cache root.
     pub cache_dir: PathBuf,
+    /// Read-only caches consulted first, in order (`--shared-cache`);
+    /// never written.
+    pub shared_caches: Vec<PathBuf>,
+    /// Use no writable cache (`--no-cache`): every wheel is extracted, and
+    /// verified, for this install only.
+    pub no_cache: bool,
     /// How staged files are made from archive files.
     pub link_mode: LinkMode,
     /// How staged files are proven.
@@ -68,6 +74,8 @@ impl InstallOptions {
         InstallOptions {
             venv: venv.into(),
             cache_dir: cache_dir.into(),
+            shared_caches: Vec::new(),
+            no_cache: false,
             link_mode: LinkMode::default(),
             verification: Verification::default(),
             reinstall: false,

@@ -36,6 +36,9 @@ pub struct WheelRequest {
     pub path: PathBuf,
     /// Its origin.
     pub origin: Origin,
+    /// Its sha256 (hex) when the caller verified it (a download checked by
+    /// hash): its archive is then found by content, in any cache layer.
+    pub sha256: Option<String>,
 }
 
 impl WheelRequest {
@@ -44,6 +47,7 @@ impl WheelRequest {
         WheelRequest {
             path: path.into(),
             origin: Origin::LocalFile,
+            sha256: None,
         }
     }
 }

@@ -142,17 +142,16 @@ fn warn_of_duplicates(installed: &InstalledIndex) {
 
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
 
     use super::*;
 
+    /// A wheel file of that name (empty: planning reads only names).
     fn wheel(file_name: &str) -> WheelSource {
-        WheelSource {
-            path: Path::new("/wheels").join(file_name),
-            filename: file_name.parse().expect("wheel file name"),
-            size: 1,
-            mtime_ns: 0,
-        }
+        let dir = tempfile::tempdir().expect("tempdir").keep();
+        let path = dir.join(file_name);
+        fs_err::write(&path, b"").expect("write the wheel file");
+        WheelSource::new(&path).expect("stat the wheel")
     }
 
     fn installed(dists: &[(&str, &str)]) -> InstalledIndex {

@@ -101,7 +101,7 @@ fn restage(
     settings: &StageSettings<'_>,
 ) -> Result<(usize, usize), Error> {
     discard(job)?;
-    let archive = cache.unpack_again(&job.source, &job.archive.id, settings.observer)?;
+    let archive = cache.unpack_again(&job.source, &job.archive, settings.observer)?;
     let mut fresh = vec![WheelJob::plan(
         job.source.clone(),
         job.origin.clone(),

@@ -116,6 +116,14 @@ impl Transaction {
         Ok(staging)
     }
 
+    /// `<venv>/.keel/tx-XXXX/<name>/`, created now and gone with the
+    /// transaction (a scratch cache for `--no-cache`).
+    pub(crate) fn scratch_dir(&mut self, name: &str) -> Result<PathBuf, Error> {
+        let dir = self.dir()?.join(name);
+        fs_err::create_dir(&dir)?;
+        Ok(dir)
+    }
+
     /// `<venv>/.keel/tx-XXXX/`, created on first use.
     fn dir(&mut self) -> Result<PathBuf, Error> {
         if let Some(dir) = &self.dir {

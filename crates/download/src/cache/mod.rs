@@ -39,6 +39,8 @@ use crate::digest::{Expected, MultiHasher, hash_reader};
 #[derive(Debug, Clone)]
 pub struct DownloadCache {
     root: PathBuf,
+    /// A shared layer's: files are proven but stamps are never renewed.
+    read_only: bool,
 }
 
 /// What the cache holds for a wanted file.
@@ -68,6 +70,18 @@ impl DownloadCache {
     pub fn new(cache_dir: &Path) -> Self {
         DownloadCache {
             root: cache_dir.join(Self::DIR),
+            read_only: false,
+        }
+    }
+
+    /// The download cache of the read-only keel cache at `cache_dir` (a
+    /// shared layer): its files are found and proven like any other, and
+    /// nothing is written there (a stamp that no longer holds means the
+    /// file is hashed each time).
+    pub fn read_only(cache_dir: &Path) -> Self {
+        DownloadCache {
+            read_only: true,
+            ..DownloadCache::new(cache_dir)
         }
     }
 
@@ -101,7 +115,7 @@ impl DownloadCache {
         let mut damaged = None;
         for key in expected.key_candidates() {
             let path = self.path_of(key, file_name);
-            match check(&path, size, expected, verify)? {
+            match check(&path, size, expected, verify, !self.read_only)? {
                 Check::Good(bytes) => return Ok(Lookup::Hit { path, bytes }),
                 Check::Absent => {}
                 Check::Damaged(reason) => {
@@ -110,6 +124,62 @@ impl DownloadCache {
             }
         }
         Ok(damaged.unwrap_or(Lookup::Miss))
+    }
+
+    /// Puts a copy of the local file `file` into the cache (`keel cache
+    /// add`), under the sha256 of what was copied, so that an install of a
+    /// lock naming that file finds it offline. Hashed while it is copied,
+    /// into a temporary file renamed into place; a file already cached
+    /// under that digest is replaced by an identical one. Returns where it
+    /// is now.
+    pub fn add(&self, file: &Path) -> Result<PathBuf, Error> {
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| {
+                keel_fs::with_path(
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
+                    file,
+                )
+            })?
+            .to_owned();
+        fs_err::create_dir_all(&self.root)?;
+        let mut partial = tempfile::Builder::new()
+            .prefix(keel_fs::PARTIAL_PREFIX)
+            .tempfile_in(&self.root)
+            .map_err(|e| keel_fs::with_path(e, &self.root))?;
+        let mut hasher = MultiHasher::new(&[HashAlgorithm::Sha256]);
+        let mut source = keel_fs::open_no_follow(file)?;
+        let mut buffer = vec![0; 256 * 1024];
+        loop {
+            let read = std::io::Read::read(&mut source, &mut buffer)
+                .map_err(|e| keel_fs::with_path(e, file))?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+            partial
+                .write_all(&buffer[..read])
+                .map_err(|e| keel_fs::with_path(e, partial.path()))?;
+        }
+        let digests = hasher.finish();
+        let Some(key) = digests.first() else {
+            return Err(std::io::Error::other("no sha256 was computed").into());
+        };
+        let bytes = partial
+            .as_file()
+            .metadata()
+            .map_err(|e| keel_fs::with_path(e, file))?
+            .len();
+        self.commit(
+            Finished {
+                file: partial,
+                digests: digests.clone(),
+                bytes,
+            },
+            &name,
+            key,
+        )
     }
 
     /// Removes a cached file and its stamp (either may be gone already).
@@ -187,6 +257,7 @@ fn check(
     size: Option<u64>,
     expected: &Expected,
     verify: bool,
+    renew_stamp: bool,
 ) -> Result<Check, Error> {
     let stamp_at = stamp_path(path);
     let metadata = match fs_err::symlink_metadata(path) {
@@ -235,7 +306,7 @@ fn check(
             )),
         });
     }
-    rehash(path, &metadata, expected, &algorithms)
+    rehash(path, &metadata, expected, &algorithms, renew_stamp)
 }
 
 /// Hashes a cached file whose stamp does not vouch for it; stamps it anew
@@ -245,6 +316,7 @@ fn rehash(
     before: &std::fs::Metadata,
     expected: &Expected,
     algorithms: &[HashAlgorithm],
+    renew_stamp: bool,
 ) -> Result<Check, Error> {
     let file = keel_fs::open_no_follow(path)?;
     let (digests, bytes) = hash_reader(algorithms, &file)?;
@@ -262,6 +334,9 @@ fn rehash(
         return Ok(Check::Damaged(
             "in the download cache changed while it was hashed".to_owned(),
         ));
+    }
+    if !renew_stamp {
+        return Ok(Check::Good(bytes));
     }
     if let Err(e) = stamp.write(&stamp_path(path)) {
         // A read-only cache still serves its files; they are hashed each time.
