@@ -18,9 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::ageing::backdate_files_under;
 use common::time_limit::output_with_limit;
-use common::unprivileged::{
-    User, configured_unprivileged_user, run_as, running_as_root, user_named,
-};
+use common::unprivileged::{User, run_as, running_as_root, unprivileged_user};
 use common::*;
 use keel_fixtures::bundled;
 
@@ -98,24 +96,6 @@ fn reported_files(output: &Output) -> u64 {
 // ---------------------------------------------------------------------------
 // An ordinary user
 // ---------------------------------------------------------------------------
-
-/// The unprivileged user `.ci/run` creates (`$KEEL_TEST_UNPRIVILEGED_USER`,
-/// which must be set). Fails (never skips) when there is none: a permission
-/// test run as root proves nothing.
-fn unprivileged_user() -> User {
-    let name = configured_unprivileged_user().unwrap_or_else(|| {
-        panic!(
-            "KEEL_TEST_UNPRIVILEGED_USER is not set: permission tests must run keel as an \
-             ordinary user (root ignores permission bits); run `bash .ci/run`, or create a user \
-             and export the variable"
-        )
-    });
-    assert!(
-        running_as_root(),
-        "permission tests switch to `{name}` for keel, which only root can do"
-    );
-    user_named(&name)
-}
 
 /// Gives `root` and everything under it (symlinks themselves, not their
 /// targets) to the user.

@@ -103,3 +103,22 @@ pub fn run_as(command: &mut Command, user: User) -> Output {
         .env("HOME", "/nonexistent");
     run(command)
 }
+
+/// The unprivileged user `.ci/run` creates (`$KEEL_TEST_UNPRIVILEGED_USER`,
+/// which must be set). Fails (never skips) when there is none: a permission
+/// test run as root proves nothing.
+#[track_caller]
+pub fn unprivileged_user() -> User {
+    let name = configured_unprivileged_user().unwrap_or_else(|| {
+        panic!(
+            "KEEL_TEST_UNPRIVILEGED_USER is not set: permission tests must run keel as an \
+             ordinary user (root ignores permission bits); run `bash .ci/run`, or create a user \
+             and export the variable"
+        )
+    });
+    assert!(
+        running_as_root(),
+        "permission tests switch to `{name}` for keel, which only root can do"
+    );
+    user_named(&name)
+}

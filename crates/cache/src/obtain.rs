@@ -107,7 +107,10 @@ impl Cache {
         let _lock = self.lock_shared()?;
         let obtained = self.obtain(sources, observer)?;
         for (source, obtained) in sources.iter().zip(&obtained) {
-            if !obtained.archive.shared {
+            let by_content = source
+                .clone()
+                .with_sha256(obtained.archive.manifest.wheel_sha256.clone());
+            if !self.pointer_path(&by_content).exists() {
                 self.write_pointers(source, &obtained.archive, true)?;
             }
         }
