@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::ageing::backdate_files_under;
 use common::time_limit::output_with_limit;
-use common::unprivileged::{User, run_as, running_as_root, unprivileged_user};
+use common::unprivileged::{User, run_as, unprivileged_user};
 use common::*;
 use keel_fixtures::bundled;
 
