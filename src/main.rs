@@ -4,13 +4,13 @@
 mod downloads;
 mod output;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use keel_installer::{InstallOptions, LinkMode, Verification};
 
 /// Errors of the command line itself; library errors are wrapped as they are.
@@ -30,69 +30,56 @@ enum CliError {
         "no virtual environment given: pass --venv, activate one (VIRTUAL_ENV), or create `.venv` here"
     )]
     NoEnvironment,
+    #[error("cannot write the output")]
+    Output(#[source] std::io::Error),
 }
 
 #[derive(Parser)]
 #[command(
     name = "keel",
     version,
-    about = "Install Python wheels, verified against RECORD, all or nothing"
+    about = "Install Python wheels, verified against RECORD, all or nothing",
+    long_about = "Install Python wheels, verified against RECORD, all or nothing.\n\n\
+        Every file an install puts in place matches its wheel's RECORD (hash and size); a damaged \
+        cache is re-extracted from the wheel, never installed; every command that changes an \
+        environment is one transaction that a kill at any instant cannot leave half done.",
+    after_help = "Example:\n  keel install --venv .venv dist/*.whl\n  keel sync -r pylock.toml"
 )]
 struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes (uv's conventions).
+#[derive(clap::Args)]
+struct GlobalArgs {
     /// Print only errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
     /// More output (-v: what keel does; -vv: debug detail).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Install wheel files into a virtual environment.
-    Install(InstallArgs),
-    /// Make the environment hold exactly these wheels: install or replace
-    /// them and remove every other distribution, as one transaction.
-    Sync(InstallArgs),
-    /// Remove installed distributions (by their RECORD), all or nothing.
-    Uninstall(UninstallArgs),
-    /// Finish or undo a transaction that a killed keel left in an environment.
-    Recover {
-        /// The virtual environment [default: $VIRTUAL_ENV, else ./.venv].
-        #[arg(long, value_name = "DIR")]
-        venv: Option<PathBuf>,
-    },
-    /// Check every installed file against its distribution's RECORD; exit 0
-    /// only when everything is intact.
-    Verify {
-        /// The virtual environment [default: $VIRTUAL_ENV, else ./.venv].
-        #[arg(long, value_name = "DIR")]
-        venv: Option<PathBuf>,
-        /// Print a machine-readable JSON report on stdout.
-        #[arg(long)]
-        json: bool,
-        /// Only these distributions [default: all].
-        #[arg(value_name = "NAME")]
-        names: Vec<String>,
-    },
-    /// Manage keel's cache.
-    Cache {
-        #[command(subcommand)]
-        command: CacheCommand,
-    },
-}
-
-#[derive(clap::Args)]
-struct CacheDirArg {
-    /// The cache directory [default: $KEEL_CACHE_DIR, else $XDG_CACHE_HOME/keel, else ~/.cache/keel].
-    #[arg(long, value_name = "DIR", global = true)]
+    /// The cache directory [default: $XDG_CACHE_HOME/keel, else ~/.cache/keel].
+    #[arg(long, value_name = "DIR", global = true, env = "KEEL_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// When to color output (NO_COLOR in the environment means never, unless
+    /// `always` is asked for).
+    #[arg(
+        long,
+        value_enum,
+        global = true,
+        default_value = "auto",
+        value_name = "WHEN"
+    )]
+    color: ColorArg,
 }
 
-impl CacheDirArg {
-    fn resolve(&self) -> Result<PathBuf, CliError> {
+impl GlobalArgs {
+    /// The cache directory: `--cache-dir` (or KEEL_CACHE_DIR), else the
+    /// default under XDG_CACHE_HOME or HOME.
+    fn cache_dir(&self) -> Result<PathBuf, CliError> {
         match &self.cache_dir {
             Some(dir) => Ok(dir.clone()),
             None => Ok(keel_cache::Cache::default_root()?),
@@ -100,13 +87,93 @@ impl CacheDirArg {
     }
 }
 
+/// `--color`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ColorArg {
+    /// Color on a terminal, unless NO_COLOR is set.
+    Auto,
+    /// Always color.
+    Always,
+    /// Never color.
+    Never,
+}
+
+/// The virtual environment a command works on.
+#[derive(clap::Args)]
+struct VenvArg {
+    /// The virtual environment [default: the active one, else ./.venv].
+    #[arg(long, value_name = "DIR", env = "VIRTUAL_ENV")]
+    venv: Option<PathBuf>,
+}
+
+impl VenvArg {
+    /// `--venv` (or VIRTUAL_ENV), else `./.venv` when there is one.
+    fn resolve(&self) -> Result<PathBuf, CliError> {
+        if let Some(venv) = self.venv.as_ref().filter(|v| !v.as_os_str().is_empty()) {
+            return Ok(venv.clone());
+        }
+        let local = PathBuf::from(".venv");
+        if local.join("pyvenv.cfg").exists() {
+            return Ok(local);
+        }
+        Err(CliError::NoEnvironment)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install wheels or a lock into a virtual environment: verified, all or nothing.
+    #[command(
+        after_help = "Example:\n  keel install --venv .venv dist/*.whl\n  keel install -r pylock.toml"
+    )]
+    Install(InstallArgs),
+    /// Make the environment hold exactly these wheels (or this lock): one transaction.
+    #[command(after_help = "Example:\n  keel sync -r pylock.toml")]
+    Sync(InstallArgs),
+    /// Remove installed distributions by their RECORD, all or nothing.
+    #[command(after_help = "Example:\n  keel uninstall requests urllib3")]
+    Uninstall(UninstallArgs),
+    /// Finish or undo a transaction a killed keel left: the environment ends as before or after.
+    #[command(after_help = "Example:\n  keel recover --venv .venv")]
+    Recover {
+        #[command(flatten)]
+        venv: VenvArg,
+    },
+    /// Check every installed file against its RECORD; exit 0 only when all is intact.
+    #[command(after_help = "Example:\n  keel verify --venv .venv --json")]
+    Verify {
+        #[command(flatten)]
+        venv: VenvArg,
+        /// Print a machine-readable JSON report on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Only these distributions [default: all].
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// Manage keel's cache: every archive proven against RECORD, cleanable whatever its modes.
+    #[command(after_help = "Example:\n  keel cache verify --repair")]
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+    /// Print a shell's completion script for keel (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Example:\n  keel generate-shell-completion bash > ~/.local/share/bash-completion/completions/keel"
+    )]
+    GenerateShellCompletion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print keel's man page (roff) on stdout.
+    #[command(hide = true)]
+    GenerateManPage,
+}
+
 #[derive(Subcommand)]
 enum CacheCommand {
     /// Print the cache directory.
-    Dir {
-        #[command(flatten)]
-        cache: CacheDirArg,
-    },
+    Dir,
     /// Remove the whole cache, or the archives and pointers of the
     /// distributions named, whatever permissions a failed build left behind.
     /// Waits for running installs.
@@ -117,8 +184,6 @@ enum CacheCommand {
         /// Say what would be removed; change nothing.
         #[arg(long)]
         dry_run: bool,
-        #[command(flatten)]
-        cache: CacheDirArg,
     },
     /// Remove what nothing refers to: archives without pointers, pointers
     /// without archives, damaged archives, unfinished unpacks. Waits for
@@ -127,8 +192,6 @@ enum CacheCommand {
         /// Say what would be removed; change nothing.
         #[arg(long)]
         dry_run: bool,
-        #[command(flatten)]
-        cache: CacheDirArg,
     },
     /// Hash every file of every cached archive against its wheel's RECORD;
     /// exit 0 only when every archive is intact (or was repaired).
@@ -140,8 +203,6 @@ enum CacheCommand {
         /// Print a machine-readable JSON report on stdout.
         #[arg(long)]
         json: bool,
-        #[command(flatten)]
-        cache: CacheDirArg,
     },
     /// Unpack wheels into the cache without installing them (to seed a
     /// cache that others use with --shared-cache): each verified against
@@ -151,14 +212,9 @@ enum CacheCommand {
         /// Wheel files (`.whl`).
         #[arg(required = true, value_name = "WHEEL")]
         wheels: Vec<PathBuf>,
-        #[command(flatten)]
-        cache: CacheDirArg,
     },
     /// Print how much the cache holds.
-    Size {
-        #[command(flatten)]
-        cache: CacheDirArg,
-    },
+    Size,
 }
 
 #[derive(clap::Args)]
@@ -184,17 +240,20 @@ struct InstallArgs {
     index_url: Vec<url::Url>,
     /// Never use the network: install from the download cache, or name what
     /// is missing.
-    #[arg(long)]
+    #[arg(
+        long,
+        env = "KEEL_OFFLINE",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        num_args = 0,
+        default_missing_value = "true"
+    )]
     offline: bool,
     /// Do not check that every dependency of a requirements file is in it
     /// or installed.
     #[arg(long, requires = "requirement")]
     no_deps: bool,
-    /// The virtual environment [default: $VIRTUAL_ENV, else ./.venv].
-    #[arg(long, value_name = "DIR")]
-    venv: Option<PathBuf>,
     #[command(flatten)]
-    cache: CacheDirArg,
+    venv: VenvArg,
     /// A read-only cache consulted before the cache directory (repeatable;
     /// in KEEL_SHARED_CACHE, separated by `:`): seeded once, shared by a
     /// team or a fleet. keel never writes to it; what is damaged or missing
@@ -218,7 +277,7 @@ struct InstallArgs {
     no_cache: bool,
     /// How to put cached files into the environment; clone falls back to
     /// hardlink, then copy.
-    #[arg(long, value_enum, default_value = "clone")]
+    #[arg(long, value_enum, default_value = "clone", env = "KEEL_LINK_MODE")]
     link_mode: LinkModeArg,
     /// Hash every byte of every installed file instead of trusting stamps.
     #[arg(long)]
@@ -298,9 +357,8 @@ struct UninstallArgs {
     /// Distribution names (any spelling: `Django`, `typing_extensions`).
     #[arg(required = true, value_name = "NAME")]
     names: Vec<String>,
-    /// The virtual environment [default: $VIRTUAL_ENV, else ./.venv].
-    #[arg(long, value_name = "DIR")]
-    venv: Option<PathBuf>,
+    #[command(flatten)]
+    venv: VenvArg,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -325,40 +383,45 @@ impl From<LinkModeArg> for LinkMode {
 fn main() -> ExitCode {
     keel_installer::enable_fault_injection();
     let cli = Cli::parse();
-    output::init_logging(cli.quiet, cli.verbose);
+    let color = output::colors_enabled(
+        cli.global.color == ColorArg::Always,
+        cli.global.color == ColorArg::Never,
+    );
+    output::init_logging(cli.global.quiet, cli.global.verbose, color);
     match run(&cli) {
         Ok(code) => code,
         Err(error) => {
-            output::print_error(&error);
+            output::print_error(&error, color);
             ExitCode::FAILURE
         }
     }
 }
 
 fn run(cli: &Cli) -> Result<ExitCode, CliError> {
+    let quiet = cli.global.quiet;
     match &cli.command {
-        Command::Verify { venv, json, names } => {
-            let venv = match venv {
-                Some(venv) => venv.clone(),
-                None => default_venv()?,
-            };
-            verify(&venv, names, *json, cli.quiet)
+        Command::Verify { venv, json, names } => verify(&venv.resolve()?, names, *json, quiet),
+        Command::Cache { command } => cache(command, &cli.global.cache_dir()?, quiet),
+        Command::GenerateShellCompletion { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "keel", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Cache { command } => cache(command, cli.quiet),
+        Command::GenerateManPage => {
+            let page = clap_mangen::Man::new(Cli::command());
+            page.render(&mut std::io::stdout())
+                .map_err(CliError::Output)?;
+            Ok(ExitCode::SUCCESS)
+        }
         _ => run_changing(cli).map(|()| ExitCode::SUCCESS),
     }
 }
 
-fn cache(command: &CacheCommand, quiet: bool) -> Result<ExitCode, CliError> {
+fn cache(command: &CacheCommand, root: &Path, quiet: bool) -> Result<ExitCode, CliError> {
     let start = Instant::now();
+    let cache = keel_cache::Cache::at(root)?;
     match command {
-        CacheCommand::Dir { cache } => println!("{}", cache.resolve()?.display()),
-        CacheCommand::Clean {
-            names,
-            dry_run,
-            cache,
-        } => {
-            let cache = keel_cache::Cache::at(&cache.resolve()?)?;
+        CacheCommand::Dir => println!("{}", root.display()),
+        CacheCommand::Clean { names, dry_run } => {
             let report = cache.clean(names, *dry_run)?;
             let downloads = match names.is_empty() {
                 true => 0,
@@ -369,8 +432,7 @@ fn cache(command: &CacheCommand, quiet: bool) -> Result<ExitCode, CliError> {
                 output::print_downloads_removed(downloads, *dry_run);
             }
         }
-        CacheCommand::Prune { dry_run, cache } => {
-            let cache = keel_cache::Cache::at(&cache.resolve()?)?;
+        CacheCommand::Prune { dry_run } => {
             let report = cache.prune(*dry_run)?;
             let partial = downloads::prune(cache.root(), *dry_run)?;
             if !quiet {
@@ -380,39 +442,43 @@ fn cache(command: &CacheCommand, quiet: bool) -> Result<ExitCode, CliError> {
                 }
             }
         }
-        CacheCommand::Verify {
-            repair,
-            json,
-            cache,
-        } => {
-            let cache = keel_cache::Cache::at(&cache.resolve()?)?;
-            let report = cache.verify(*repair)?;
-            let downloads = downloads::verify(cache.root(), *repair)?;
-            let healthy = report.is_healthy() && (downloads.damaged.is_empty() || *repair);
-            if *json {
-                output::print_json(&output::CacheVerifyJson::new(&report, &downloads, healthy));
-            } else if !quiet || !healthy {
-                output::print_cache_verify(&report, start.elapsed());
-                output::print_downloads_verify(&downloads);
-            }
-            if !healthy {
-                return Ok(ExitCode::FAILURE);
-            }
+        CacheCommand::Verify { repair, json } => {
+            return verify_cache(&cache, *repair, *json, quiet, start);
         }
-        CacheCommand::Add { wheels, cache } => {
-            let cache = keel_cache::Cache::at(&cache.resolve()?)?
-                .with_destination_check(keel_venv::reserved_destination);
+        CacheCommand::Add { wheels } => {
+            let cache = cache.with_destination_check(keel_venv::reserved_destination);
             let added = downloads::add(&cache, wheels, quiet)?;
             if !quiet {
                 output::print_added(&added, cache.root(), start.elapsed());
             }
         }
-        CacheCommand::Size { cache } => {
-            let cache = keel_cache::Cache::at(&cache.resolve()?)?;
-            output::print_size(&cache.size(), cache.root());
-        }
+        CacheCommand::Size => output::print_size(&cache.size(), cache.root()),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `keel cache verify [--repair] [--json]`: archives and downloads.
+fn verify_cache(
+    cache: &keel_cache::Cache,
+    repair: bool,
+    json: bool,
+    quiet: bool,
+    start: Instant,
+) -> Result<ExitCode, CliError> {
+    let report = cache.verify(repair)?;
+    let downloads = downloads::verify(cache.root(), repair)?;
+    let healthy = report.is_healthy() && (downloads.damaged.is_empty() || repair);
+    if json {
+        output::print_json(&output::CacheVerifyJson::new(&report, &downloads, healthy));
+    } else if !quiet || !healthy {
+        output::print_cache_verify(&report, start.elapsed());
+        output::print_downloads_verify(&downloads);
+    }
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn verify(
@@ -447,22 +513,23 @@ fn verify(
 }
 
 fn run_changing(cli: &Cli) -> Result<(), CliError> {
+    let quiet = cli.global.quiet;
     match &cli.command {
-        Command::Verify { .. } | Command::Cache { .. } => Ok(()),
-        Command::Install(args) => install(args, false, cli.quiet),
-        Command::Sync(args) => install(args, true, cli.quiet),
-        Command::Uninstall(args) => uninstall(args, cli.quiet),
+        Command::Install(args) => install(args, &cli.global, false),
+        Command::Sync(args) => install(args, &cli.global, true),
+        Command::Uninstall(args) => uninstall(args, quiet),
         Command::Recover { venv } => {
-            let venv = match venv {
-                Some(venv) => venv.clone(),
-                None => default_venv()?,
-            };
+            let venv = venv.resolve()?;
             let recovered = keel_installer::recover(&venv)?;
-            if recovered.is_empty() && !cli.quiet {
+            if recovered.is_empty() && !quiet {
                 eprintln!("Nothing to recover in {}", venv.display());
             }
             Ok(())
         }
+        Command::Verify { .. }
+        | Command::Cache { .. }
+        | Command::GenerateShellCompletion { .. }
+        | Command::GenerateManPage => Ok(()),
     }
 }
 
@@ -485,10 +552,7 @@ fn interrupt_flag() -> Arc<AtomicBool> {
 
 fn uninstall(args: &UninstallArgs, quiet: bool) -> Result<(), CliError> {
     let start = Instant::now();
-    let venv = match &args.venv {
-        Some(venv) => venv.clone(),
-        None => default_venv()?,
-    };
+    let venv = args.venv.resolve()?;
     let report = keel_installer::uninstall(&venv, &args.names)?;
     for name in &report.not_installed {
         tracing::warn!("skipping {name}: it is not installed");
@@ -499,24 +563,10 @@ fn uninstall(args: &UninstallArgs, quiet: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-fn default_venv() -> Result<PathBuf, CliError> {
-    if let Some(venv) = std::env::var_os("VIRTUAL_ENV").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(venv));
-    }
-    let local = PathBuf::from(".venv");
-    if local.join("pyvenv.cfg").exists() {
-        return Ok(local);
-    }
-    Err(CliError::NoEnvironment)
-}
-
-fn install(args: &InstallArgs, exact: bool, quiet: bool) -> Result<(), CliError> {
+fn install(args: &InstallArgs, global: &GlobalArgs, exact: bool) -> Result<(), CliError> {
     let start = Instant::now();
-    let venv = match &args.venv {
-        Some(venv) => venv.clone(),
-        None => default_venv()?,
-    };
-    let mut options = InstallOptions::new(venv, args.cache.resolve()?);
+    let quiet = global.quiet;
+    let mut options = InstallOptions::new(args.venv.resolve()?, global.cache_dir()?);
     options.shared_caches = args.shared_caches.clone();
     options.no_cache = args.no_cache;
     options.link_mode = args.link_mode.into();

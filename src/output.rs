@@ -14,8 +14,35 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
+/// Whether keel colors its own `error:` and `warning:` prefixes: `--color
+/// always`, or `auto` on a terminal when NO_COLOR is unset or empty
+/// (<https://no-color.org>).
+pub fn colors_enabled(always: bool, never: bool) -> bool {
+    if always || never {
+        return always;
+    }
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
+}
+
+/// `prefix:` in the style of its level, when colors are on.
+fn styled_prefix(prefix: &str, color: bool) -> String {
+    use anstyle::{AnsiColor, Style};
+    let style = match prefix {
+        "error" => Style::new().bold().fg_color(Some(AnsiColor::Red.into())),
+        "warning" => Style::new().bold().fg_color(Some(AnsiColor::Yellow.into())),
+        _ => Style::new().bold(),
+    };
+    match color {
+        true => format!("{style}{prefix}:{style:#}"),
+        false => format!("{prefix}:"),
+    }
+}
+
 /// Formats events as `warning: …`, `error: …`, or `level: …` with `-v`.
-struct Lines;
+struct Lines {
+    color: bool,
+}
 
 impl<S, N> FormatEvent<S, N> for Lines
 where
@@ -35,13 +62,13 @@ where
             Level::DEBUG => "debug",
             Level::TRACE => "trace",
         };
-        write!(writer, "{prefix}: ")?;
+        write!(writer, "{} ", styled_prefix(prefix, self.color))?;
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
     }
 }
 
-pub fn init_logging(quiet: bool, verbose: u8) {
+pub fn init_logging(quiet: bool, verbose: u8, color: bool) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -55,13 +82,13 @@ pub fn init_logging(quiet: bool, verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .event_format(Lines)
+        .event_format(Lines { color })
         .init();
 }
 
 /// Prints an error and each of its causes on its own line.
-pub fn print_error(error: &dyn std::error::Error) {
-    eprintln!("error: {error}");
+pub fn print_error(error: &dyn std::error::Error, color: bool) {
+    eprintln!("{} {error}", styled_prefix("error", color));
     let mut source = error.source();
     while let Some(cause) = source {
         eprintln!("  Caused by: {cause}");
