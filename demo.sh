@@ -22,7 +22,6 @@ run "$keel" --version
 step "2/5 build the bundled fixture wheels into $demo/wheels"
 rm -rf "$demo/wheels"
 run cargo run -q --release --locked -p keel-fixtures -- build --latest "$demo/wheels"
-ls "$demo/wheels"
 
 step "3/5 create a fresh virtual environment $demo/venv"
 rm -rf "$demo/venv"
