@@ -173,10 +173,12 @@ enum Command {
 #[derive(Subcommand)]
 enum CacheCommand {
     /// Print the cache directory.
+    #[command(after_help = "Example:\n  keel cache dir")]
     Dir,
     /// Remove the whole cache, or the archives and pointers of the
     /// distributions named, whatever permissions a failed build left behind.
     /// Waits for running installs.
+    #[command(after_help = "Example:\n  keel cache clean --dry-run\n  keel cache clean numpy")]
     Clean {
         /// Only these distributions (any spelling) [default: everything].
         #[arg(value_name = "NAME")]
@@ -188,6 +190,7 @@ enum CacheCommand {
     /// Remove what nothing refers to: archives without pointers, pointers
     /// without archives, damaged archives, unfinished unpacks. Waits for
     /// running installs.
+    #[command(after_help = "Example:\n  keel cache prune")]
     Prune {
         /// Say what would be removed; change nothing.
         #[arg(long)]
@@ -195,6 +198,7 @@ enum CacheCommand {
     },
     /// Hash every file of every cached archive against its wheel's RECORD;
     /// exit 0 only when every archive is intact (or was repaired).
+    #[command(after_help = "Example:\n  keel cache verify --repair")]
     Verify {
         /// Re-extract damaged archives from their wheels (where the wheel is
         /// still where it was unpacked from; otherwise forget the archive).
@@ -208,12 +212,14 @@ enum CacheCommand {
     /// cache that others use with --shared-cache): each verified against
     /// its RECORD, found later by its path or by its content, and copied
     /// into the download cache so that a lock naming it installs offline.
+    #[command(after_help = "Example:\n  keel cache add --cache-dir /srv/keel-cache dist/*.whl")]
     Add {
         /// Wheel files (`.whl`).
         #[arg(required = true, value_name = "WHEEL")]
         wheels: Vec<PathBuf>,
     },
     /// Print how much the cache holds.
+    #[command(after_help = "Example:\n  keel cache size")]
     Size,
 }
 

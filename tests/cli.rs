@@ -284,8 +284,22 @@ fn help_names_the_variable_of_every_per_machine_default() {
     // Each command says what it guarantees, with an example.
     let top = help(&[]);
     assert_contains(&top, "all or nothing");
-    for command in ["install", "sync", "uninstall", "recover", "verify", "cache"] {
-        assert_contains(&help(&[command]), "Example:");
+    for command in [
+        &["install"][..],
+        &["sync"],
+        &["uninstall"],
+        &["recover"],
+        &["verify"],
+        &["cache"],
+        &["cache", "add"],
+        &["cache", "dir"],
+        &["cache", "size"],
+        &["cache", "clean"],
+        &["cache", "prune"],
+        &["cache", "verify"],
+        &["generate-shell-completion"],
+    ] {
+        assert_contains(&help(command), "Example:");
     }
 }
 
