@@ -209,6 +209,34 @@ mod tests {
         assert_eq!(names, vec![std::ffi::OsString::from("manifest.json")]);
     }
 
+    /// The process umask, from `/proc/self/status` (reading it with
+    /// `umask(2)` would change it for every thread meanwhile).
+    fn umask() -> u32 {
+        let status = fs_err::read_to_string("/proc/self/status").expect("status");
+        let line = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .expect("a Umask line");
+        u32::from_str_radix(line.trim(), 8).expect("octal umask")
+    }
+
+    #[test]
+    fn files_and_directories_follow_the_umask() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| fs_err::metadata(p).expect("stat").permissions().mode() & 0o7777;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let umask = umask();
+        let path = dir.path().join("pointer.json");
+        write_atomic(&path, b"{}").expect("write");
+        assert_eq!(mode(&path), FILE_MODE & !umask);
+        write_durable(&path, b"{}").expect("write");
+        assert_eq!(mode(&path), FILE_MODE & !umask);
+        let made = tempdir_in(dir.path(), "unpack-").expect("tempdir_in");
+        assert_eq!(mode(made.path()), DIR_MODE & !umask);
+        let file = tempfile_in(dir.path(), PARTIAL_PREFIX).expect("tempfile_in");
+        assert_eq!(mode(file.path()), FILE_MODE & !umask);
+    }
+
     #[test]
     fn errors_name_the_path() {
         let missing = Path::new("/nonexistent-keel-dir/sub");
