@@ -42,11 +42,6 @@ impl Shared {
         let venv = sandbox.venv("root-venv");
         let output = run(keel_install(&venv, &shared).args(sandbox.wheels(&WHEELS)));
         assert_success_without_warnings(&output);
-        // TEMPORARY until keel follows the umask (group branch).
-        assert_success(&run(Command::new("chmod")
-            .arg("-R")
-            .arg("a+rX")
-            .arg(&shared)));
         let home = sandbox.path().join("home");
         fs_err::create_dir(&home).expect("mkdir home");
         std::os::unix::fs::chown(&home, Some(user.uid), Some(user.gid)).expect("chown home");
@@ -307,11 +302,6 @@ fn cache_add_seeds_a_cache_that_installs_then_unpack_nothing_from() {
 
     let added = run(cache_command(&seeded, &["add"]).args(shared.sandbox.wheels(&WHEELS)));
     assert_success_without_warnings(&added);
-    // TEMPORARY until keel follows the umask (group branch).
-    assert_success(&run(Command::new("chmod")
-        .arg("-R")
-        .arg("a+rX")
-        .arg(&seeded)));
     assert_contains(&stderr(&added), "Added 4 wheels");
     assert_contains(&stderr(&added), "4 unpacked");
     assert_eq!(archives_in(&seeded).len(), 4);
@@ -336,11 +326,6 @@ fn a_copy_of_an_added_cache_serves_a_lock_offline_by_content() {
     assert_success(&run(
         cache_command(&seeded, &["add"]).args(shared.sandbox.wheels(&WHEELS))
     ));
-    // TEMPORARY until keel follows the umask (group branch).
-    assert_success(&run(Command::new("chmod")
-        .arg("-R")
-        .arg("a+rX")
-        .arg(&seeded)));
     // Published elsewhere: every file has a new inode (and new times).
     let copy = shared.sandbox.path().join("published");
     assert_success(&run(Command::new("cp").arg("-r").arg(&seeded).arg(&copy)));

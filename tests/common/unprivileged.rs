@@ -122,3 +122,111 @@ pub fn unprivileged_user() -> User {
     );
     user_named(&name)
 }
+
+/// The group the shared-cache tests' two users belong to (besides their
+/// own groups), and the users, as `.ci/run` creates them.
+pub const SHARE_GROUP: &str = "keelshare";
+/// The two members of [`SHARE_GROUP`].
+pub const SHARE_MEMBERS: [&str; 2] = ["keelgroup1", "keelgroup2"];
+
+/// Two ordinary users who share a group, and that group's id.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupMembers {
+    /// The id of [`SHARE_GROUP`].
+    pub gid: u32,
+    /// [`SHARE_MEMBERS`], each with its own primary group.
+    pub users: [User; 2],
+}
+
+/// [`SHARE_MEMBERS`] in [`SHARE_GROUP`], created on first use when root
+/// runs the tests (`groupadd`, `useradd`, `usermod -aG`: idempotent, under
+/// the same lock across test processes as [`configured_unprivileged_user`]).
+/// Fails the test, never skips, when not root: only root can switch users,
+/// and root alone ignores the file modes these tests are about.
+pub fn group_members() -> GroupMembers {
+    assert!(
+        running_as_root(),
+        "the shared-cache tests run keel as `{}` and `{}`, which only root can do",
+        SHARE_MEMBERS[0],
+        SHARE_MEMBERS[1]
+    );
+    static CREATED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    CREATED.get_or_init(create_group_members);
+    let group = run(Command::new("getent").args(["group", SHARE_GROUP]));
+    assert_success(&group);
+    let gid = stdout(&group)
+        .split(':')
+        .nth(2)
+        .and_then(|gid| gid.trim().parse().ok())
+        .expect("a numeric gid from getent");
+    GroupMembers {
+        gid,
+        users: SHARE_MEMBERS.map(user_named),
+    }
+}
+
+fn create_group_members() {
+    let lock = fs_err::File::create(std::env::temp_dir().join("keel-test-useradd.lock"))
+        .expect("create the useradd lock file");
+    lock.file().lock().expect("lock the useradd lock file");
+    let must = |command: &mut Command| {
+        let output = run(command);
+        assert!(
+            output.status.success(),
+            "could not create the shared-cache test users ({command:?}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    if !run(Command::new("getent").args(["group", SHARE_GROUP]))
+        .status
+        .success()
+    {
+        must(Command::new("groupadd").arg(SHARE_GROUP));
+    }
+    for name in SHARE_MEMBERS {
+        if !user_exists(name) {
+            must(Command::new("useradd").args([
+                "--create-home",
+                "--user-group",
+                "--shell",
+                "/bin/bash",
+                name,
+            ]));
+        }
+        let groups = run(Command::new("id").args(["-nG", name]));
+        if !stdout(&groups).split_whitespace().any(|g| g == SHARE_GROUP) {
+            must(Command::new("usermod").args(["-aG", SHARE_GROUP, name]));
+        }
+    }
+}
+
+/// `command` as `user` with the user's supplementary groups (`setpriv
+/// --init-groups`: the shared group among them) and the umask `umask`,
+/// `HOME` pointing nowhere. Not run: the caller runs or spawns it.
+pub fn as_member(command: &Command, user: User, umask: u32) -> Command {
+    let mut wrapped = Command::new("setpriv");
+    wrapped
+        .arg(format!("--reuid={}", user.uid))
+        .arg(format!("--regid={}", user.gid))
+        .arg("--init-groups")
+        .args([
+            "--",
+            "sh",
+            "-c",
+            &format!("umask {umask:03o} && exec \"$@\""),
+            "sh",
+        ])
+        .arg(command.get_program())
+        .args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
+    if let Some(dir) = command.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    wrapped.env("HOME", "/nonexistent");
+    wrapped
+}

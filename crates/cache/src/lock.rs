@@ -19,11 +19,15 @@
 //! lock is taken again on whatever is there now. And age-based cleaners
 //! (`tmpwatch`, `systemd-tmpfiles`) delete files nobody wrote for weeks: a
 //! lock file is touched whenever it is taken, so one in use never ages out.
+//!
+//! Several users may share one cache (a group-writable directory). A lock
+//! file another user created may not be writable by this one (their umask
+//! was `022`): it is then opened read-only, since `flock` needs an open
+//! file, not write access to it.
 
-use std::fs::{FileTimes, TryLockError};
+use std::fs::TryLockError;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::time::SystemTime;
 
 use crate::Error;
 
@@ -103,17 +107,7 @@ fn lock(path: &Path, kind: LockKind, wait: bool) -> Result<Option<fs_err::File>,
                 fs_err::create_dir_all(path)?;
                 fs_err::File::open(path)
             }
-            _ => {
-                if let Some(parent) = path.parent() {
-                    fs_err::create_dir_all(parent)?;
-                }
-                fs_err::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(path)
-            }
+            _ => open_lock_file(path),
         };
         let file = match opened {
             Ok(file) => file,
@@ -145,11 +139,7 @@ fn lock(path: &Path, kind: LockKind, wait: bool) -> Result<Option<fs_err::File>,
         }
         if still_at_path(&file, path)? {
             if !matches!(kind, LockKind::Unpack) {
-                let now = SystemTime::now();
-                let touched = FileTimes::new().set_accessed(now).set_modified(now);
-                if let Err(e) = file.file().set_times(touched) {
-                    tracing::debug!("could not touch `{}`: {e}", path.display());
-                }
+                touch(&file, path);
             }
             return Ok(Some(file));
         }
@@ -157,6 +147,69 @@ fn lock(path: &Path, kind: LockKind, wait: bool) -> Result<Option<fs_err::File>,
             "`{}` was removed while keel waited for it; locking again",
             path.display()
         );
+    }
+}
+
+/// Opens (creating if needed, its directory too) the lock file `path`:
+/// for reading and writing, or read-only when this user may not write it
+/// (another user's lock file in a shared cache; a read-only mount).
+fn open_lock_file(path: &Path) -> std::io::Result<fs_err::File> {
+    if let Some(parent) = path.parent() {
+        fs_err::create_dir_all(parent)?;
+    }
+    let opened = fs_err::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path);
+    match opened {
+        Err(e) if cannot_write(&e) => match fs_err::File::open(path) {
+            Ok(file) => {
+                tracing::debug!("`{}` is not writable: locked read-only", path.display());
+                Ok(file)
+            }
+            Err(read) if read.kind() == std::io::ErrorKind::NotFound => Err(std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot create the lock file `{}`: the cache directory is not writable \
+                         by this user ({e})",
+                    path.display()
+                ),
+            )),
+            Err(read) => Err(read),
+        },
+        other => other,
+    }
+}
+
+/// Whether an open for writing failed for want of write access (`EACCES`,
+/// `EPERM`: the file's mode; `EROFS`: a read-only file system), not for a
+/// missing file. By kind: `fs_err` keeps the kind, not the `errno`.
+fn cannot_write(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        error.kind(),
+        ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem
+    )
+}
+
+/// Sets a lock file's times to now, so that age-based cleaners keep it.
+/// `UTIME_NOW` needs only write access (explicit times need ownership), so
+/// any member of a shared cache's group can touch it; a read-only lock file
+/// stays as it is.
+fn touch(file: &fs_err::File, path: &Path) {
+    use rustix::fs::{Timespec, Timestamps, UTIME_NOW};
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: UTIME_NOW,
+    };
+    let times = Timestamps {
+        last_access: now,
+        last_modification: now,
+    };
+    if let Err(e) = rustix::fs::futimens(file.file(), &times) {
+        tracing::debug!("could not touch `{}`: {e}", path.display());
     }
 }
 

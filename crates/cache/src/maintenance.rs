@@ -249,6 +249,19 @@ fn is_partial(name: &str) -> bool {
 
 /// Lists a directory's entries as `(name, is_dir)`, not following symlinks.
 /// `Ok(None)` when it cannot be read (its mode forbids it).
+/// Whether `clean` removes the (emptied) cache directory itself: a real
+/// directory of this user's. A shared cache's directory stays: a setgid
+/// one's group and setgid bit are how its members share it, and one another
+/// user (an administrator) made is theirs to remove.
+fn removable_root(root: &Path) -> bool {
+    let Ok(metadata) = fs_err::symlink_metadata(root) else {
+        return false;
+    };
+    let setgid = rustix::fs::Mode::from_raw_mode(metadata.mode()).contains(rustix::fs::Mode::SGID);
+    let ours = metadata.uid() == rustix::process::geteuid().as_raw();
+    metadata.is_dir() && ours && !setgid
+}
+
 fn list(dir: &Path) -> Result<Option<Vec<(String, bool)>>, Error> {
     let entries = match fs_err::read_dir(dir) {
         Ok(entries) => entries,
@@ -346,8 +359,7 @@ impl Cache {
         // waiting for them notice that they are gone and lock new ones).
         report.removed = remove_contents(&self.root, &[LOCK, TURNSTILE])?;
         report.removed += remove_contents(&self.root, &[])?;
-        let is_real_dir = fs_err::symlink_metadata(&self.root).is_ok_and(|m| m.is_dir());
-        if is_real_dir {
+        if removable_root(&self.root) {
             match fs_err::remove_dir(&self.root) {
                 Ok(()) => report.removed.dirs += 1,
                 // An install that waited has just made a new cache there.

@@ -7,8 +7,9 @@
 //! `d--x------` behind, and `std::fs::remove_dir_all` (like `rm -r` and most
 //! cache cleaners) gives up on them: listing a directory needs `r` and `x`,
 //! unlinking inside it needs `w` and `x`. Their owner may still change their
-//! mode, so this walker gives every directory it is about to remove the
-//! owner's `rwx` first. No crate does this on Unix (std's own fix is an open
+//! mode, so this walker gives every directory of its own it is about to
+//! remove the owner's `rwx` first (another user's directory in a shared,
+//! group-writable cache is removed through its group bits, unchanged). No crate does this on Unix (std's own fix is an open
 //! pull request, rust-lang/rust#158733), so it is done here, with the same
 //! precautions std takes:
 //!
@@ -80,7 +81,12 @@ fn open_dir_fixing_mode(
     .map_err(|e| io_error(path, e))?;
     let stat = rustix::fs::fstat(&handle).map_err(|e| io_error(path, e))?;
     let mode = stat.st_mode & 0o7777;
-    if mode & 0o700 != 0o700 && !rustix::process::geteuid().is_root() {
+    // Only the owner's bits can be missing for the owner, and only the
+    // owner may change them: a directory another member of a shared cache
+    // made is removable through its group bits, untouched (a `chmod` would
+    // fail with `EPERM`; the open or unlink below names a real problem).
+    let euid = rustix::process::geteuid();
+    if mode & 0o700 != 0o700 && !euid.is_root() && stat.st_uid == euid.as_raw() {
         let fixed = Mode::from_raw_mode(mode | 0o700);
         let by_descriptor = format!("/proc/self/fd/{}", handle.as_raw_fd());
         let result = match rustix::fs::chmodat(CWD, by_descriptor.as_str(), fixed, AtFlags::empty())
@@ -92,7 +98,7 @@ fn open_dir_fixing_mode(
             other => other,
         };
         if let Err(e) = result {
-            // Not the owner: the open or unlink below names the real problem.
+            // Refused anyway: the open or unlink below names the real problem.
             tracing::debug!("cannot change the mode of `{}`: {e}", path.display());
         } else {
             tracing::debug!(

@@ -8,8 +8,16 @@
 //! - [`write_atomic`] and [`write_durable`]: replace a file in one
 //!   `rename`, the second also `fsync`ing the file and its directory.
 //! - [`sync_dir`]: make the entries of a directory durable.
-//! - [`tempdir_in`]: a temporary directory whose creation error names the
-//!   directory it was made in.
+//! - [`tempdir_in`] and [`tempfile_in`]: a temporary directory or file
+//!   whose creation error names the directory it was made in.
+//!
+//! Every file and directory these make follows the process umask (mode
+//! `0666` for files, `0777` for directories, masked by it), as `open` and
+//! `mkdir` do, never `tempfile`'s private `0600`: a cache several users
+//! share (group-writable, umask `002`) stays readable and writable by every
+//! member. In a setgid directory the kernel gives new entries the
+//! directory's group (and a new directory the setgid bit); a directory made
+//! in `<cache>/tmp` and renamed into place keeps it.
 //! - [`with_path`]: an `io::Error` that names the path it is about.
 //! - [`is_link_refused`]: whether a failed `link` means "copy instead".
 //!
@@ -31,6 +39,7 @@
 
 use std::io::Write as _;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use rustix::fs::{Mode, OFlags};
@@ -38,6 +47,14 @@ use rustix::fs::{Mode, OFlags};
 /// Prefix of the temporary files behind atomic writes; a killed process
 /// may leave one behind (`keel cache prune` removes them).
 pub const PARTIAL_PREFIX: &str = ".partial-";
+
+/// The mode a new file is created with, before the umask masks it (what
+/// `open(O_CREAT)` callers such as `touch` and Python's `open` ask for).
+pub const FILE_MODE: u32 = 0o666;
+
+/// The mode a new directory (or executable file) is created with, before
+/// the umask masks it (what `mkdir` asks for).
+pub const DIR_MODE: u32 = 0o777;
 
 /// Opens a regular file for reading without following a final symlink and
 /// without blocking on a FIFO or device. A symlink fails with `ELOOP`;
@@ -75,10 +92,7 @@ pub fn write_durable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 fn write_replacing(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
     let dir = parent_of(path);
-    let mut file = tempfile::Builder::new()
-        .prefix(PARTIAL_PREFIX)
-        .tempfile_in(dir)
-        .map_err(|e| with_path(e, dir))?;
+    let mut file = tempfile_in(dir, PARTIAL_PREFIX)?;
     file.write_all(bytes)
         .map_err(|e| with_path(e, file.path()))?;
     if durable {
@@ -99,11 +113,24 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     fs_err::File::open(dir)?.sync_all()
 }
 
-/// A temporary directory named `PREFIX…` inside `dir`; an error names `dir`.
+/// A temporary directory named `PREFIX…` inside `dir`, mode [`DIR_MODE`]
+/// masked by the umask; an error names `dir`.
 pub fn tempdir_in(dir: &Path, prefix: &str) -> std::io::Result<tempfile::TempDir> {
     tempfile::Builder::new()
         .prefix(prefix)
+        .permissions(std::fs::Permissions::from_mode(DIR_MODE))
         .tempdir_in(dir)
+        .map_err(|e| with_path(e, dir))
+}
+
+/// A temporary file named `PREFIX…` inside `dir`, mode [`FILE_MODE`]
+/// masked by the umask (`tempfile` alone makes it `0600`, whatever the
+/// umask), to be persisted in place; an error names `dir`.
+pub fn tempfile_in(dir: &Path, prefix: &str) -> std::io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(std::fs::Permissions::from_mode(FILE_MODE))
+        .tempfile_in(dir)
         .map_err(|e| with_path(e, dir))
 }
 
@@ -180,6 +207,34 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("manifest.json")]);
+    }
+
+    /// The process umask, from `/proc/self/status` (reading it with
+    /// `umask(2)` would change it for every thread meanwhile).
+    fn umask() -> u32 {
+        let status = fs_err::read_to_string("/proc/self/status").expect("status");
+        let line = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .expect("a Umask line");
+        u32::from_str_radix(line.trim(), 8).expect("octal umask")
+    }
+
+    #[test]
+    fn files_and_directories_follow_the_umask() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| fs_err::metadata(p).expect("stat").permissions().mode() & 0o7777;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let umask = umask();
+        let path = dir.path().join("pointer.json");
+        write_atomic(&path, b"{}").expect("write");
+        assert_eq!(mode(&path), FILE_MODE & !umask);
+        write_durable(&path, b"{}").expect("write");
+        assert_eq!(mode(&path), FILE_MODE & !umask);
+        let made = tempdir_in(dir.path(), "unpack-").expect("tempdir_in");
+        assert_eq!(mode(made.path()), DIR_MODE & !umask);
+        let file = tempfile_in(dir.path(), PARTIAL_PREFIX).expect("tempfile_in");
+        assert_eq!(mode(file.path()), FILE_MODE & !umask);
     }
 
     #[test]

@@ -648,20 +648,29 @@ impl WheelArchive {
         // what stops a decompression bomb without reading it to the end.
         let limit = expected.and_then(|row| row.size).unwrap_or(u64::MAX);
 
+        // The modes `open` is asked for by every tool (`0666`, `0777` for
+        // an executable), masked by the umask: a cache several users share
+        // (umask `002`) stays group-writable, a private one (`077`) private.
         let mut out = fs_err::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(if executable { 0o755 } else { 0o644 })
+            .mode(if executable { 0o777 } else { 0o666 })
             .open(target)?;
         let (hash, size) = self.copy_hashing(&mut file, &mut out, entry, algorithm, limit)?;
         if let Some(row) = expected {
             self.check_against_row(entry, row, &hash, size)?;
         }
+        let mut metadata = out.metadata()?;
         if executable {
-            // The umask may have cleared bits; scripts must be executable by all.
-            out.set_permissions(std::fs::Permissions::from_mode(0o755))?;
+            // The umask may have cleared execute bits (`0133`): whoever
+            // may read a script may run it.
+            let mode = metadata.permissions().mode() & 0o7777;
+            let runnable = mode | ((mode & 0o444) >> 2);
+            if runnable != mode {
+                out.set_permissions(std::fs::Permissions::from_mode(runnable))?;
+                metadata = out.metadata()?;
+            }
         }
-        let metadata = out.metadata()?;
         Ok(ExtractedFile {
             path: entry.to_string(),
             hash,

@@ -204,10 +204,7 @@ impl DownloadCache {
         // between its creation and the temporary file's.
         let attempt = || {
             fs_err::create_dir_all(&dir)?;
-            tempfile::Builder::new()
-                .prefix(keel_fs::PARTIAL_PREFIX)
-                .tempfile_in(&dir)
-                .map_err(|e| keel_fs::with_path(e, &dir))
+            keel_fs::tempfile_in(&dir, keel_fs::PARTIAL_PREFIX)
         };
         let file = attempt().or_else(|_| attempt())?;
         let algorithms = expected.algorithms();
