@@ -144,10 +144,7 @@ impl DownloadCache {
             })?
             .to_owned();
         fs_err::create_dir_all(&self.root)?;
-        let mut partial = tempfile::Builder::new()
-            .prefix(keel_fs::PARTIAL_PREFIX)
-            .tempfile_in(&self.root)
-            .map_err(|e| keel_fs::with_path(e, &self.root))?;
+        let mut partial = keel_fs::tempfile_in(&self.root, keel_fs::PARTIAL_PREFIX)?;
         let mut hasher = MultiHasher::new(&[HashAlgorithm::Sha256]);
         let mut source = keel_fs::open_no_follow(file)?;
         let mut buffer = vec![0; 256 * 1024];
