@@ -147,7 +147,12 @@ impl Manifest {
             files: files
                 .into_iter()
                 .map(|file| ManifestFile {
-                    stamp: Stamp::of(&file.metadata),
+                    stamp: Stamp {
+                        dev: file.stat.dev,
+                        ino: file.stat.ino,
+                        size: file.stat.size,
+                        mtime_ns: file.stat.mtime_ns,
+                    },
                     path: file.path,
                     hash: file.hash,
                     size: file.size,

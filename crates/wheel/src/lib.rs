@@ -96,7 +96,7 @@ mod zip_structure;
 
 pub use entry_points::{EntryPoint, EntryPoints};
 pub use error::{Error, Rule, Violation};
-pub use extract::{ExtractedFile, WheelArchive};
+pub use extract::{ExtractedFile, WheelArchive, WrittenStat};
 pub use filename::{PackageName, WheelFilename, normalize_name};
 pub use hash::{HashAlgorithm, Hasher, RecordHash};
 pub use layout::{
