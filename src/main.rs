@@ -2,6 +2,7 @@
 //! through keel's verified, self-healing archive cache.
 
 mod downloads;
+mod memory;
 mod output;
 
 use std::path::PathBuf;
@@ -291,6 +292,7 @@ impl From<LinkModeArg> for LinkMode {
 }
 
 fn main() -> ExitCode {
+    memory::tune_allocator();
     keel_installer::enable_fault_injection();
     let cli = Cli::parse();
     output::init_logging(cli.quiet, cli.verbose);

@@ -106,5 +106,5 @@ pub use layout::{
 pub use metadata::{CoreMetadata, WheelInfo};
 /// PEP 440 versions and specifiers (*Version specifiers*), from `pep440_rs`.
 pub use pep440_rs::{Version, VersionSpecifiers, VersionSpecifiersParseError};
-pub use record::{FileProblem, RecordEntry, parse_record, write_record};
+pub use record::{FileProblem, RecordEntry, RecordWriter, parse_record, write_record};
 pub use zip_structure::Limits;
