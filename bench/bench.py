@@ -811,7 +811,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             orders.append(h.round(i, rng, samples))
             load = orders[-1]["load_before"]
-            s = {sid: runs[-1]["seconds"] for sid, runs in samples.items()}
+            s = {sid: runs[-1]["seconds"] for sid, runs in samples.items() if runs}
             log(f"{name}: round {i}/{args.runs} in {time.monotonic() - t0:.1f}s: "
                 f"keel warm {ms(s['keel_warm'])}, uv warm {ms(s['uv_warm'])}, "
                 f"keel cold {ms(s['keel_cold'])}, uv cold {ms(s['uv_cold'])}; "
