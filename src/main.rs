@@ -2,6 +2,7 @@
 //! through keel's verified, self-healing archive cache.
 
 mod downloads;
+mod memory;
 mod output;
 
 use std::path::{Path, PathBuf};
@@ -387,6 +388,7 @@ impl From<LinkModeArg> for LinkMode {
 }
 
 fn main() -> ExitCode {
+    memory::tune_allocator();
     keel_installer::enable_fault_injection();
     let cli = Cli::parse();
     let color = output::colors_enabled(

@@ -584,6 +584,8 @@ impl Cache {
         let files = files.map_err(unpack_error)?;
         let wheel_hash = wheel_hash.map_err(unpack_error)?;
         let manifest = Manifest::new(&archive, wheel_hash.hex(), files);
+        // The zip's central directory and RECORD are not needed any more.
+        drop(archive);
         manifest.write(&staging.path().join("manifest.json"))?;
 
         let name = wheel.filename.normalized_name();

@@ -119,7 +119,7 @@ pub(crate) fn start(
 fn modules(jobs: &[WheelJob], layout: &Layout, cache_tag: &str, key: &str) -> Vec<Module> {
     let mut modules = Vec::new();
     for (j, job) in jobs.iter().enumerate() {
-        let shipped: HashSet<&PathBuf> = job.files.iter().map(|f| &f.dest).collect();
+        let shipped: HashSet<&Path> = job.files.iter().map(|f| &*f.dest).collect();
         let store: Option<CachedBytecode> = job.archive.bytecode(key);
         for file in &job.files {
             let compiles =
@@ -133,7 +133,8 @@ fn modules(jobs: &[WheelJob], layout: &Layout, cache_tag: &str, key: &str) -> Ve
                     Some((bytecode, stored_as.to_str()?.to_string()))
                 })
                 .flatten();
-            let Some((bytecode, stored_as)) = paths.filter(|(b, _)| !shipped.contains(b)) else {
+            let Some((bytecode, stored_as)) = paths.filter(|(b, _)| !shipped.contains(b.as_path()))
+            else {
                 continue;
             };
             let stored = store.as_ref().and_then(|store| {

@@ -3,6 +3,7 @@
 //! (*Binary distribution format § Installing a wheel*), and the rule that
 //! two wheels of one transaction never install the same file.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -69,8 +70,9 @@ pub(crate) enum Action {
 pub(crate) struct PlannedFile {
     /// Index into the manifest's files.
     pub index: usize,
-    /// Destination relative to the environment root.
-    pub dest: PathBuf,
+    /// Destination relative to the environment root (boxed: no spare
+    /// capacity, one per file of the wheel).
+    pub dest: Box<Path>,
     /// What staging does with it.
     pub action: Action,
 }
@@ -155,21 +157,26 @@ impl WheelJob {
         }
     }
 
-    /// Every destination this wheel installs (relative to the environment root).
-    pub(crate) fn destinations(&self, layout: &Layout) -> Vec<PathBuf> {
-        let mut all: Vec<PathBuf> = self
+    /// Every destination this wheel installs (relative to the environment
+    /// root), borrowed where the plan holds it already.
+    pub(crate) fn destinations(&self, layout: &Layout) -> Vec<Cow<'_, Path>> {
+        let mut all: Vec<Cow<'_, Path>> = self
             .files
             .iter()
             .filter(|f| f.action != Action::CheckOnly)
-            .map(|f| f.dest.clone())
+            .map(|f| Cow::Borrowed(&*f.dest))
             .collect();
         all.extend(
             self.scripts
                 .iter()
-                .map(|(name, _)| layout.scripts.join(name)),
+                .map(|(name, _)| Cow::Owned(layout.scripts.join(name))),
         );
         let dist_info = layout.site_packages.join(&self.archive.manifest.dist_info);
-        all.extend(GENERATED_DIST_INFO.iter().map(|name| dist_info.join(name)));
+        all.extend(
+            GENERATED_DIST_INFO
+                .iter()
+                .map(|name| Cow::Owned(dist_info.join(name))),
+        );
         all
     }
 
@@ -310,7 +317,7 @@ impl<'a> Router<'a> {
         };
         Ok(Some(PlannedFile {
             index,
-            dest,
+            dest: dest.into_boxed_path(),
             action,
         }))
     }
@@ -318,12 +325,12 @@ impl<'a> Router<'a> {
 
 /// Two wheels of one transaction may not install the same file.
 pub(crate) fn check_overlaps(jobs: &[WheelJob], layout: &Layout) -> Result<(), Error> {
-    let mut owners: HashMap<PathBuf, &Path> = HashMap::new();
+    let mut owners: HashMap<Cow<'_, Path>, &Path> = HashMap::new();
     for job in jobs {
         for dest in job.destinations(layout) {
             if let Some(first) = owners.insert(dest.clone(), &job.source.path) {
                 return Err(Error::WheelsOverlap {
-                    path: dest,
+                    path: dest.into_owned(),
                     first: first.to_path_buf(),
                     second: job.source.path.clone(),
                 });

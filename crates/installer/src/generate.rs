@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use keel_wheel::{HashAlgorithm, RecordEntry, RecordHash, write_record};
+use keel_wheel::{HashAlgorithm, RecordHash, RecordWriter};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -43,26 +43,25 @@ struct ArchiveInfo<'a> {
 /// installed projects*; *Direct URL data structure*).
 fn write_generated(job: &WheelJob, layout: &Layout) -> Result<(), Error> {
     let manifest = &job.archive.manifest;
-    let mut rows: Vec<RecordEntry> = Vec::with_capacity(job.files.len() + 8);
+    let dist_info = layout.site_packages.join(&manifest.dist_info);
+    let record_dest = dist_info.join("RECORD");
+    // Streamed row by row: a wheel of 100,000 files never holds its RECORD
+    // whole (rows and text would be tens of MB).
+    let record_file = fs_err::File::create(job.staged_path(&record_dest))?;
+    let mut rows = RecordWriter::new(record_file);
     for file in job.files.iter().filter(|f| f.action != Action::CheckOnly) {
         let entry = &manifest.files[file.index];
         let (hash, size) = match job.rewritten.get(&file.index) {
-            Some((hash, size)) => (hash.clone(), *size),
-            None => (entry.hash.clone(), entry.size),
+            Some((hash, size)) => (hash, *size),
+            None => (&entry.hash, entry.size),
         };
-        rows.push(RecordEntry {
-            path: layout.record_path(&file.dest),
-            hash: Some(hash),
-            size: Some(size),
-        });
+        rows.row(&layout.record_path(&file.dest), Some(hash), Some(size))?;
     }
     // *Recording installed projects § The RECORD file*: bytecode may be
     // listed without hash or size (it is not reproducible byte for byte).
-    rows.extend(job.compiled.iter().map(|dest| RecordEntry {
-        path: layout.record_path(dest),
-        hash: None,
-        size: None,
-    }));
+    for dest in &job.compiled {
+        rows.row(&layout.record_path(dest), None, None)?;
+    }
     let mut generate = |dest: PathBuf, bytes: &[u8], executable: bool| -> Result<(), Error> {
         let target = job.staged_path(&dest);
         if executable {
@@ -70,11 +69,12 @@ fn write_generated(job: &WheelJob, layout: &Layout) -> Result<(), Error> {
         } else {
             fs_err::write(&target, bytes)?;
         }
-        rows.push(RecordEntry {
-            path: layout.record_path(&dest),
-            hash: Some(RecordHash::of(HashAlgorithm::Sha256, bytes)),
-            size: Some(bytes.len() as u64),
-        });
+        let hash = RecordHash::of(HashAlgorithm::Sha256, bytes);
+        rows.row(
+            &layout.record_path(&dest),
+            Some(&hash),
+            Some(bytes.len() as u64),
+        )?;
         Ok(())
     };
     for (name, index) in &job.scripts {
@@ -85,19 +85,13 @@ fn write_generated(job: &WheelJob, layout: &Layout) -> Result<(), Error> {
             true,
         )?;
     }
-    let dist_info = layout.site_packages.join(&manifest.dist_info);
     generate(dist_info.join("INSTALLER"), b"keel\n", false)?;
     generate(dist_info.join("REQUESTED"), b"", false)?;
     if let Some(bytes) = direct_url(job)? {
         generate(dist_info.join("direct_url.json"), &bytes, false)?;
     }
-    let record_dest = dist_info.join("RECORD");
-    rows.push(RecordEntry {
-        path: layout.record_path(&record_dest),
-        hash: None,
-        size: None,
-    });
-    fs_err::write(job.staged_path(&record_dest), write_record(&rows))?;
+    rows.row(&layout.record_path(&record_dest), None, None)?;
+    rows.finish()?;
     Ok(())
 }
 

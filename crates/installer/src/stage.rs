@@ -50,16 +50,22 @@ pub(crate) fn stage(
         .flat_map(|(j, job)| (0..job.files.len()).map(move |f| (j, f)))
         .collect();
     let runs = link_runs(jobs, &work, mode);
-    let results: Vec<Result<FileOutcome, Error>> = runs
+    // One small outcome per file (errors and damage boxed: they are rare),
+    // so that a wheel of 100,000 files holds a few MB here, not tens.
+    let results: Vec<Result<FileOutcome, Box<Error>>> = runs
         .par_iter()
         .flat_map_iter(|run| {
             // Ctrl-C: stop linking and hashing now; the caller removes staging.
             if cancelled() {
-                return vec![Err(Error::Interrupted)];
+                return vec![Err(Box::new(Error::Interrupted))];
             }
             stage_run(jobs, &work[run.clone()], layout, mode, hash_everything)
+                .into_iter()
+                .map(|result| result.map_err(Box::new))
+                .collect()
         })
         .collect();
+    drop(runs);
     if results.len() != work.len() {
         return Err(Error::Interrupted);
     }
@@ -77,13 +83,13 @@ pub(crate) fn stage(
         .collect();
     for (&(j, f), result) in work.iter().zip(results) {
         let index = jobs[j].files[f].index;
-        match (result?, &mut staged[j]) {
+        match (result.map_err(|e| *e)?, &mut staged[j]) {
             (FileOutcome::Damaged(_), Staged::Damaged { more, .. }) => *more += 1,
             (FileOutcome::Damaged(damage), slot) => {
                 let entry = jobs[j].archive.manifest.files[index].path.clone();
                 *slot = Staged::Damaged {
                     entry,
-                    damage,
+                    damage: *damage,
                     more: 0,
                 };
             }
@@ -98,9 +104,9 @@ pub(crate) fn stage(
                 *hashed += 1;
                 restamps.extend(stamp.map(|stamp| (index, stamp)));
             }
-            (FileOutcome::Rewritten(hash, size), Staged::Ok { hashed, .. }) => {
+            (FileOutcome::Rewritten(rewritten), Staged::Ok { hashed, .. }) => {
                 *hashed += 1;
-                jobs[j].rewritten.insert(index, (hash, size));
+                jobs[j].rewritten.insert(index, *rewritten);
             }
         }
     }
@@ -143,10 +149,11 @@ fn create_directories(jobs: &[WheelJob], layout: &Layout) -> Result<(), Error> {
     Ok(())
 }
 
+/// What staging one file found; the rare cases boxed, to keep it small.
 enum FileOutcome {
     Proven(Proof),
-    Rewritten(RecordHash, u64),
-    Damaged(Damage),
+    Rewritten(Box<(RecordHash, u64)>),
+    Damaged(Box<Damage>),
 }
 
 /// Splits the work into runs of consecutive files (in archive order) that
@@ -210,7 +217,7 @@ fn stage_run(
                 .and_then(|name| dirs.link(name, expected, hash_everything));
             match linked {
                 Some(Ok(proof)) => Ok(FileOutcome::Proven(proof)),
-                Some(Err(damage)) => Ok(FileOutcome::Damaged(damage)),
+                Some(Err(damage)) => Ok(FileOutcome::Damaged(Box::new(damage))),
                 None => by_path(item),
             }
         })
@@ -230,7 +237,7 @@ fn stage_file(
     let outcome = match file.action {
         Action::Link => match place(mode, &source, &target, expected, hash_everything)? {
             Ok(proof) => FileOutcome::Proven(proof),
-            Err(damage) => FileOutcome::Damaged(damage),
+            Err(damage) => FileOutcome::Damaged(Box::new(damage)),
         },
         Action::CheckOnly => check_in_place(&source, expected, hash_everything),
         Action::Script => stage_script(&source, &target, expected, &layout.python)?,
@@ -242,7 +249,7 @@ fn stage_file(
 fn check_in_place(source: &Path, expected: &ManifestFile, hash_everything: bool) -> FileOutcome {
     match keel_cache::check_file(source, expected, hash_everything) {
         Ok(proof) => FileOutcome::Proven(proof),
-        Err(damage) => FileOutcome::Damaged(damage),
+        Err(damage) => FileOutcome::Damaged(Box::new(damage)),
     }
 }
 
@@ -257,32 +264,32 @@ fn stage_script(
     let contents = match read_no_follow(source) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(FileOutcome::Damaged(Damage::Missing));
+            return Ok(FileOutcome::Damaged(Box::new(Damage::Missing)));
         }
         Err(e)
             if e.kind() == std::io::ErrorKind::InvalidInput
                 || fs_err::symlink_metadata(source).is_ok_and(|m| !m.is_file()) =>
         {
-            return Ok(FileOutcome::Damaged(Damage::NotARegularFile));
+            return Ok(FileOutcome::Damaged(Box::new(Damage::NotARegularFile)));
         }
-        Err(e) => return Ok(FileOutcome::Damaged(Damage::unreadable(&e))),
+        Err(e) => return Ok(FileOutcome::Damaged(Box::new(Damage::unreadable(&e)))),
     };
     let expected_hash = &expected.hash;
     if contents.len() as u64 != expected.size {
-        return Ok(FileOutcome::Damaged(Damage::Size {
+        return Ok(FileOutcome::Damaged(Box::new(Damage::Size {
             expected: expected.size,
             actual: contents.len() as u64,
-        }));
+        })));
     }
     if RecordHash::of(expected_hash.algorithm, &contents) != *expected_hash {
-        return Ok(FileOutcome::Damaged(Damage::Content));
+        return Ok(FileOutcome::Damaged(Box::new(Damage::Content)));
     }
     let written = rewrite_python_shebang(&contents, python).unwrap_or(contents);
     write_executable(target, &written)?;
-    Ok(FileOutcome::Rewritten(
+    Ok(FileOutcome::Rewritten(Box::new((
         RecordHash::of(HashAlgorithm::Sha256, &written),
         written.len() as u64,
-    ))
+    ))))
 }
 
 /// Reads a regular file without following a symlink and without blocking

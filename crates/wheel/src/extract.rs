@@ -72,7 +72,38 @@ pub struct ExtractedFile {
     /// The number of bytes written.
     pub size: u64,
     /// `fstat` of the written file after its last write.
-    pub metadata: std::fs::Metadata,
+    pub stat: WrittenStat,
+}
+
+/// What `fstat` said of an extracted file after its last write: what tells
+/// later whether it has been written since. 32 bytes, where a whole
+/// [`std::fs::Metadata`] takes 144 (a wheel may have 100,000 files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrittenStat {
+    /// The device (file system) the file is on.
+    pub dev: u64,
+    /// Its inode number.
+    pub ino: u64,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its modification time in nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+}
+
+impl WrittenStat {
+    /// The stat `metadata` describes.
+    pub fn of(metadata: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt as _;
+        WrittenStat {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+            size: metadata.size(),
+            mtime_ns: metadata
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(metadata.mtime_nsec()),
+        }
+    }
 }
 
 /// An opened, checked wheel: its `.dist-info` has been found and parsed, and
@@ -660,22 +691,21 @@ impl WheelArchive {
         if let Some(row) = expected {
             self.check_against_row(entry, row, &hash, size)?;
         }
-        let mut metadata = out.metadata()?;
         if executable {
             // The umask may have cleared execute bits (`0133`): whoever
             // may read a script may run it.
-            let mode = metadata.permissions().mode() & 0o7777;
+            let mode = out.metadata()?.permissions().mode() & 0o7777;
             let runnable = mode | ((mode & 0o444) >> 2);
             if runnable != mode {
                 out.set_permissions(std::fs::Permissions::from_mode(runnable))?;
-                metadata = out.metadata()?;
             }
         }
+        let stat = WrittenStat::of(&out.metadata()?);
         Ok(ExtractedFile {
             path: entry.to_string(),
             hash,
             size,
-            metadata,
+            stat,
         })
     }
 

@@ -96,7 +96,7 @@ mod zip_structure;
 
 pub use entry_points::{EntryPoint, EntryPoints};
 pub use error::{Error, Rule, Violation};
-pub use extract::{ExtractedFile, WheelArchive};
+pub use extract::{ExtractedFile, WheelArchive, WrittenStat};
 pub use filename::{PackageName, WheelFilename, normalize_name};
 pub use hash::{HashAlgorithm, Hasher, RecordHash};
 pub use layout::{
@@ -106,5 +106,5 @@ pub use layout::{
 pub use metadata::{CoreMetadata, WheelInfo};
 /// PEP 440 versions and specifiers (*Version specifiers*), from `pep440_rs`.
 pub use pep440_rs::{Version, VersionSpecifiers, VersionSpecifiersParseError};
-pub use record::{FileProblem, RecordEntry, parse_record, write_record};
+pub use record::{FileProblem, RecordEntry, RecordWriter, parse_record, write_record};
 pub use zip_structure::Limits;

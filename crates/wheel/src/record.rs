@@ -95,21 +95,49 @@ pub fn parse_record(bytes: &[u8]) -> Result<Vec<RecordEntry>, Rule> {
 /// Writes RECORD rows in the csv module's default dialect (quoting only
 /// where needed), `\n`-terminated.
 pub fn write_record<'a>(entries: impl IntoIterator<Item = &'a RecordEntry>) -> Vec<u8> {
-    let mut writer = csv::WriterBuilder::new()
-        .has_headers(false)
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(Vec::new());
+    let mut writer = RecordWriter::new(Vec::new());
     for entry in entries {
-        let hash = entry
-            .hash
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        let size = entry.size.map(|s| s.to_string()).unwrap_or_default();
         // Writing to a Vec cannot fail.
-        let _ = writer.write_record([entry.path.as_str(), &hash, &size]);
+        let _ = writer.row(&entry.path, entry.hash.as_ref(), entry.size);
     }
-    writer.into_inner().unwrap_or_default()
+    writer.finish().unwrap_or_default()
+}
+
+/// Writes RECORD rows one at a time, as [`write_record`] spells them, so
+/// that a RECORD of 100,000 rows is never held whole in memory.
+pub struct RecordWriter<W: std::io::Write> {
+    csv: csv::Writer<W>,
+}
+
+impl<W: std::io::Write> RecordWriter<W> {
+    /// A writer of rows into `out` (buffered here).
+    pub fn new(out: W) -> Self {
+        let csv = csv::WriterBuilder::new()
+            .has_headers(false)
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_writer(out);
+        RecordWriter { csv }
+    }
+
+    /// Writes one row: the path, `algorithm=digest` (or empty), the size
+    /// in bytes (or empty).
+    pub fn row(
+        &mut self,
+        path: &str,
+        hash: Option<&RecordHash>,
+        size: Option<u64>,
+    ) -> std::io::Result<()> {
+        let hash = hash.map(ToString::to_string).unwrap_or_default();
+        let size = size.map(|s| s.to_string()).unwrap_or_default();
+        self.csv
+            .write_record([path, &hash, &size])
+            .map_err(std::io::Error::other)
+    }
+
+    /// Flushes every row and returns the underlying writer.
+    pub fn finish(self) -> std::io::Result<W> {
+        self.csv.into_inner().map_err(|e| e.into_error())
+    }
 }
 
 /// How a file disagrees with its RECORD row, in one spelling for every
