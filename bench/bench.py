@@ -352,7 +352,7 @@ INSTALLS = [
     ("keel_warm", "keel warm (default: clone->hardlink)"),
     ("keel_warm_hardlink", "keel warm --link-mode hardlink"),
     ("keel_warm_verify", "keel warm --verify"),
-    ("keel_warm_shared", "keel warm from a --shared-cache layer (own cache empty)"),
+    ("keel_warm_shared", "keel warm from a --shared-cache layer (own cache: the probe only)"),
     ("uv_warm", "uv warm --link-mode hardlink"),
     ("keel_warm_compile", "keel warm --compile-bytecode"),
     ("uv_warm_compile", "uv warm --compile-bytecode --link-mode hardlink"),
@@ -431,6 +431,12 @@ class Harness:
         self.make_venvs(*venvs)
         run(self.keel_cmd(venvs[0], self.keel_cache), env=self.env)
         run(self.uv_cmd(venvs[1], self.uv_cache), env=self.env)
+        # A user's own cache beside the shared layer (the warm keel cache).
+        self.shared_own_cache = self.root / "warm-cache-keel-own"
+        shared_fill = prep / "keel-shared-fill"
+        self.make_venvs(shared_fill)
+        run(self.keel_cmd(shared_fill, self.shared_own_cache, "--shared-cache", str(self.keel_cache)),
+            env=self.env)
         # One warm install with -v: which link mode, how many files by stamp.
         cmd = self.keel_cmd(venvs[2], self.keel_cache)
         cmd[cmd.index("-q")] = "-v"
@@ -477,8 +483,9 @@ class Harness:
             "keel_warm_hardlink": self.keel_cmd(v["keel_warm_hardlink"], self.keel_cache,
                                                 "--link-mode", "hardlink"),
             "keel_warm_verify": self.keel_cmd(v["keel_warm_verify"], self.keel_cache, "--verify"),
-            # The warm cache as a read-only layer, the writable one left empty.
-            "keel_warm_shared": self.keel_cmd(v["keel_warm_shared"], rd / "keel_warm_shared" / "own",
+            # The warm cache as a read-only layer; the own cache holds only
+            # what a user's does after a first install (the interpreter's probe).
+            "keel_warm_shared": self.keel_cmd(v["keel_warm_shared"], self.shared_own_cache,
                                               "--shared-cache", str(self.keel_cache)),
             "uv_warm": self.uv_cmd(v["uv_warm"], self.uv_cache),
             "keel_cold": self.keel_cmd(v["keel_cold"], rd / "keel_cold" / "cache"),
