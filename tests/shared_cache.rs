@@ -296,6 +296,29 @@ fn no_cache_installs_straight_from_the_wheels_and_leaves_no_cache() {
 }
 
 #[test]
+fn symlinks_into_a_scratch_cache_are_refused_before_anything_changes() {
+    let shared = Shared::new();
+    let venv = shared.user_venv("venv");
+    let before = env_snapshot(&venv);
+    let own = shared.own_cache();
+    // --no-cache, then the root-owned cache as the (unwritable) --cache-dir.
+    for (cache, args) in [(&own, &["--no-cache"][..]), (&shared.shared, &[])] {
+        let mut command = keel_install(&venv, cache);
+        command
+            .args(["--link-mode", "symlink"])
+            .args(args)
+            .args(shared.sandbox.wheels(&WHEELS));
+        let output = run_as(&mut command, shared.user);
+        assert_exit(&output, 1);
+        assert_contains(
+            &stderr(&output),
+            "--link-mode symlink needs a writable cache",
+        );
+        assert_same_tree(&before, &env_snapshot(&venv));
+    }
+}
+
+#[test]
 fn cache_add_seeds_a_cache_that_installs_then_unpack_nothing_from() {
     let shared = Shared::new();
     let seeded = shared.sandbox.path().join("seeded");

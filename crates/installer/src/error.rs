@@ -247,6 +247,14 @@ pub enum Error {
     )]
     Bytecode(#[source] keel_bytecode::Error),
 
+    /// `--link-mode symlink` without a cache that outlives the install
+    /// (`--no-cache`, or a cache directory keel cannot write): the links
+    /// would point into a scratch cache removed with the transaction.
+    #[error(
+        "--link-mode symlink needs a writable cache that outlives the install (the links point into it); with --no-cache or a read-only cache, use another link mode"
+    )]
+    SymlinkWithoutCache,
+
     /// Cancelled (SIGINT, SIGTERM) before the commit.
     #[error("interrupted; nothing was changed")]
     Interrupted,

@@ -129,6 +129,9 @@ pub(crate) fn install_with_caches(
 ) -> Result<InstallReport, Error> {
     // The wheels are checked first: a bad argument changes nothing anywhere.
     let (sources, origins) = read_sources(requests)?;
+    if options.link_mode == LinkMode::Symlink && caches.writable.is_none() {
+        return Err(Error::SymlinkWithoutCache);
+    }
     let mut tx = Transaction::begin(&options.venv, options.cancel.clone())?;
     if options.link_mode == LinkMode::Symlink {
         tracing::warn!(
