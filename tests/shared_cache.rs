@@ -417,14 +417,41 @@ fn installed_value(venv: &Path) -> String {
         .to_owned()
 }
 
-#[test]
-fn a_wheel_rebuilt_in_place_with_size_and_mtime_restored_is_never_served_from_the_old_archive() {
+/// The old build installed into a fresh venv: the sandbox, the venv, the
+/// wheel's directory and its modification time (which a rebuild restores).
+struct OldBuild {
+    sandbox: Sandbox,
+    venv: PathBuf,
+    first: PathBuf,
+    dir: PathBuf,
+    mtime: std::time::SystemTime,
+}
+
+fn old_build_installed() -> OldBuild {
     let sandbox = Sandbox::without_wheels("keel-rebuilt-");
     let dir = sandbox.path().join("dist");
     let mtime = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
     let first = build_rebuilt(&dir, "old", mtime);
     let venv = sandbox.venv("venv");
     assert_success(&run(keel_install(&venv, &sandbox.cache).arg(&first)));
+    OldBuild {
+        sandbox,
+        venv,
+        first,
+        dir,
+        mtime,
+    }
+}
+
+#[test]
+fn a_wheel_rebuilt_in_place_with_size_and_mtime_restored_is_never_served_from_the_old_archive() {
+    let OldBuild {
+        sandbox,
+        venv,
+        first,
+        dir,
+        mtime,
+    } = old_build_installed();
     assert_eq!(installed_value(&venv), "old");
     let before = fs_err::metadata(&first).expect("stat");
 
@@ -441,12 +468,13 @@ fn a_wheel_rebuilt_in_place_with_size_and_mtime_restored_is_never_served_from_th
 
 #[test]
 fn verify_hashes_the_wheel_and_catches_an_archive_of_another_build_behind_a_matching_pointer() {
-    let sandbox = Sandbox::without_wheels("keel-rebuilt-");
-    let dir = sandbox.path().join("dist");
-    let mtime = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
-    let first = build_rebuilt(&dir, "old", mtime);
-    let venv = sandbox.venv("venv");
-    assert_success(&run(keel_install(&venv, &sandbox.cache).arg(&first)));
+    let OldBuild {
+        sandbox,
+        venv,
+        dir,
+        mtime,
+        ..
+    } = old_build_installed();
     let old_pointer = sandbox.only_pointer("rebuilt");
 
     // The new build behind the old build's pointer: what no stat can tell

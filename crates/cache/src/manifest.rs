@@ -1,9 +1,8 @@
 //! The manifest of an archive and the pointer to it.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use keel_wheel::{ExtractedFile, WheelArchive};
+use keel_wheel::{ExtractedFile, WheelArchive, WrittenStat};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -38,14 +37,18 @@ pub struct Stamp {
 impl Stamp {
     /// The stamp of the file `metadata` describes (as it is now).
     pub fn of(metadata: &std::fs::Metadata) -> Self {
+        WrittenStat::of(metadata).into()
+    }
+}
+
+/// The stat an extraction took of a file it wrote is that file's stamp.
+impl From<WrittenStat> for Stamp {
+    fn from(stat: WrittenStat) -> Self {
         Stamp {
-            dev: metadata.dev(),
-            ino: metadata.ino(),
-            size: metadata.size(),
-            mtime_ns: metadata
-                .mtime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(metadata.mtime_nsec()),
+            dev: stat.dev,
+            ino: stat.ino,
+            size: stat.size,
+            mtime_ns: stat.mtime_ns,
         }
     }
 }
@@ -158,12 +161,7 @@ impl Manifest {
             files: files
                 .into_iter()
                 .map(|file| ManifestFile {
-                    stamp: Stamp {
-                        dev: file.stat.dev,
-                        ino: file.stat.ino,
-                        size: file.stat.size,
-                        mtime_ns: file.stat.mtime_ns,
-                    },
+                    stamp: file.stat.into(),
                     path: file.path,
                     hash: file.hash,
                     size: file.size,

@@ -54,17 +54,12 @@ pub fn install_locked(
     let target = crate::probe_target(&env, caches.probe_cache())?;
     // Without a writable cache, downloads live in a temporary directory
     // until the install ends.
-    let scratch = match caches.writable {
-        Some(_) => None,
-        None => Some(keel_fs::tempdir_in(
-            &std::env::temp_dir(),
-            "keel-downloads-",
-        )?),
-    };
-    let download_dir = match (&caches.writable, &scratch) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(scratch)) => scratch.path().to_path_buf(),
-        (None, None) => options.cache_dir.clone(),
+    let (download_dir, _scratch) = match &caches.writable {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let scratch = keel_fs::tempdir_in(&std::env::temp_dir(), "keel-downloads-")?;
+            (scratch.path().to_path_buf(), Some(scratch))
+        }
     };
     let downloader = Downloader::new(DownloadOptions {
         offline: request.offline,

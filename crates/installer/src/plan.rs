@@ -148,8 +148,8 @@ mod tests {
 
     /// A wheel file of that name (empty: planning reads only names).
     fn wheel(file_name: &str) -> WheelSource {
-        let dir = tempfile::tempdir().expect("tempdir").keep();
-        let path = dir.join(file_name);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(file_name);
         fs_err::write(&path, b"").expect("write the wheel file");
         WheelSource::new(&path).expect("stat the wheel")
     }
