@@ -4,12 +4,15 @@
 //! two wheels of one transaction never install the same file.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
+use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
 use std::path::{Path, PathBuf};
 
 use keel_cache::{Archive, WheelSource};
 use keel_venv::Environment;
 use keel_wheel::{DataKey, EntryDestination, RecordHash, classify_entry, script_name_problem};
+use rayon::prelude::*;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::Error;
 use crate::origin::Origin;
@@ -40,8 +43,23 @@ impl Layout {
 
     /// A destination relative to the environment root, as RECORD spells it
     /// ([`Environment::record_spelling`]).
-    pub(crate) fn record_path(&self, dest: &Path) -> String {
-        self.env.record_spelling(&self.env.root().join(dest))
+    ///
+    /// A destination inside site-packages is spelled by its bytes after
+    /// site-packages' (a plan's destinations are joins of validated,
+    /// `/`-separated archive paths, so they are RECORD's spelling already):
+    /// the general rule walked every component of 100,000 paths.
+    pub(crate) fn record_path<'a>(&self, dest: &'a Path) -> Cow<'a, str> {
+        let prefix = self.site_packages.as_os_str().as_bytes();
+        let inside = dest
+            .as_os_str()
+            .as_bytes()
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix(b"/"))
+            .and_then(|rest| std::str::from_utf8(rest).ok());
+        match inside {
+            Some(rest) if !prefix.is_empty() && !rest.is_empty() => Cow::Borrowed(rest),
+            _ => Cow::Owned(self.env.record_spelling(&self.env.root().join(dest))),
+        }
     }
 }
 
@@ -129,10 +147,16 @@ impl WheelJob {
         let scripts =
             crate::scripts::script_names(&manifest.entry_points, layout.env.python_version());
         let router = Router::new(&source, &archive, layout);
-        let mut files = Vec::with_capacity(manifest.files.len());
-        for index in 0..manifest.files.len() {
-            files.extend(router.route(index)?);
-        }
+        // On every core: a wheel may have 100,000 files. In archive order,
+        // so that the first problem reported is the first in the archive.
+        let routed: Vec<Result<Option<PlannedFile>, Error>> = (0..manifest.files.len())
+            .into_par_iter()
+            .map(|index| router.route(index))
+            .collect();
+        let files = routed
+            .into_iter()
+            .filter_map(Result::transpose)
+            .collect::<Result<Vec<PlannedFile>, Error>>()?;
         let mut prefix_root = root.clone().into_os_string();
         prefix_root.push(".prefix");
         Ok(WheelJob {
@@ -182,14 +206,23 @@ impl WheelJob {
 
     /// Adds every directory this wheel's staging trees need (their roots
     /// included, the staging directory above them not) to `dirs`.
-    pub(crate) fn directories(&self, layout: &Layout, dirs: &mut HashSet<PathBuf>) {
+    pub(crate) fn directories(&self, layout: &Layout, dirs: &mut FxHashSet<PathBuf>) {
         let dist_info = self.root.join(&self.archive.manifest.dist_info);
         let scripts = (!self.scripts.is_empty()).then(|| self.staged_path(&layout.scripts));
+        // Files come in archive order, a directory's files together: each
+        // run of one parent is mapped once (not once per file of 100,000).
+        let mut previous: Option<&Path> = None;
         let parents = self
             .files
             .iter()
             .filter(|file| file.action != Action::CheckOnly)
-            .filter_map(|file| self.staged_path(&file.dest).parent().map(Path::to_path_buf));
+            .filter_map(|file| {
+                let parent = file.dest.parent()?;
+                (previous != Some(parent)).then(|| {
+                    previous = Some(parent);
+                    self.staged_path(parent)
+                })
+            });
         // Every directory here is a root or below one; the staging
         // directory holding the roots is shorter than both.
         let floor = self.root.parent().map_or(0, |p| p.as_os_str().len());
@@ -324,17 +357,28 @@ impl<'a> Router<'a> {
 }
 
 /// Two wheels of one transaction may not install the same file.
+///
+/// Destinations are compared as bytes: every one is a join of validated
+/// archive paths (no `.`, `..` or empty components), so equal paths are
+/// equal bytes.
 pub(crate) fn check_overlaps(jobs: &[WheelJob], layout: &Layout) -> Result<(), Error> {
-    let mut owners: HashMap<Cow<'_, Path>, &Path> = HashMap::new();
+    let files = jobs.iter().map(|job| job.files.len()).sum();
+    let mut owners: FxHashMap<Cow<'_, [u8]>, &Path> =
+        FxHashMap::with_capacity_and_hasher(files, Default::default());
     for job in jobs {
         for dest in job.destinations(layout) {
-            if let Some(first) = owners.insert(dest.clone(), &job.source.path) {
+            let key = match dest {
+                Cow::Borrowed(path) => Cow::Borrowed(path.as_os_str().as_bytes()),
+                Cow::Owned(path) => Cow::Owned(path.into_os_string().into_vec()),
+            };
+            if let Some(first) = owners.get(&key) {
                 return Err(Error::WheelsOverlap {
-                    path: dest.into_owned(),
+                    path: PathBuf::from(std::ffi::OsStr::from_bytes(&key)),
                     first: first.to_path_buf(),
                     second: job.source.path.clone(),
                 });
             }
+            owners.insert(key, &job.source.path);
         }
     }
     Ok(())

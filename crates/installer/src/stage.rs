@@ -3,7 +3,6 @@
 //! site-packages; scripts, headers and data beside it in `….prefix/`) and
 //! proven against RECORD, by a stamp that still holds or by hashing.
 
-use std::collections::HashSet;
 use std::io::Read;
 use std::ops::Range;
 use std::os::unix::ffi::OsStrExt as _;
@@ -118,7 +117,7 @@ pub(crate) fn stage(
 /// (Django's thousands of locale directories) would otherwise be one long
 /// sequence of `mkdir`s on one core.
 fn create_directories(jobs: &[WheelJob], layout: &Layout) -> Result<(), Error> {
-    let mut dirs = HashSet::new();
+    let mut dirs = rustc_hash::FxHashSet::default();
     for job in jobs {
         job.directories(layout, &mut dirs);
     }

@@ -154,19 +154,44 @@ impl serde::Serialize for RecordHash {
 
 impl<'de> serde::Deserialize<'de> for RecordHash {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
+        deserializer.deserialize_str(RecordHashVisitor)
+    }
+}
+
+/// Parses a hash from the input's own bytes where it can (serde's
+/// `Cow<str>` always copies into a new `String`: 100,000 allocations for
+/// a large manifest).
+struct RecordHashVisitor;
+
+impl serde::de::Visitor<'_> for RecordHashVisitor {
+    type Value = RecordHash;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a RECORD hash, `algorithm=urlsafe-base64-digest`")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<RecordHash, E> {
+        text.parse().map_err(E::custom)
     }
 }
 
 impl fmt::Display for RecordHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}={}",
-            self.algorithm.name(),
-            URL_SAFE_NO_PAD.encode(&self.digest)
-        )
+        // On the stack: RECORD rows are written 100,000 at a time. 88
+        // bytes hold the unpadded base64 of a 64-byte (SHA-512) digest.
+        let mut text = [0u8; 88];
+        match URL_SAFE_NO_PAD.encode_slice(&self.digest, &mut text) {
+            Ok(n) => {
+                let digest = std::str::from_utf8(&text[..n]).map_err(|_| fmt::Error)?;
+                write!(f, "{}={digest}", self.algorithm.name())
+            }
+            Err(_) => write!(
+                f,
+                "{}={}",
+                self.algorithm.name(),
+                URL_SAFE_NO_PAD.encode(&self.digest)
+            ),
+        }
     }
 }
 

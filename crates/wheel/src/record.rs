@@ -107,6 +107,9 @@ pub fn write_record<'a>(entries: impl IntoIterator<Item = &'a RecordEntry>) -> V
 /// that a RECORD of 100,000 rows is never held whole in memory.
 pub struct RecordWriter<W: std::io::Write> {
     csv: csv::Writer<W>,
+    /// The row being written's hash and size, as text.
+    hash: String,
+    size: String,
 }
 
 impl<W: std::io::Write> RecordWriter<W> {
@@ -116,7 +119,11 @@ impl<W: std::io::Write> RecordWriter<W> {
             .has_headers(false)
             .terminator(csv::Terminator::Any(b'\n'))
             .from_writer(out);
-        RecordWriter { csv }
+        RecordWriter {
+            csv,
+            hash: String::new(),
+            size: String::new(),
+        }
     }
 
     /// Writes one row: the path, `algorithm=digest` (or empty), the size
@@ -127,10 +134,18 @@ impl<W: std::io::Write> RecordWriter<W> {
         hash: Option<&RecordHash>,
         size: Option<u64>,
     ) -> std::io::Result<()> {
-        let hash = hash.map(ToString::to_string).unwrap_or_default();
-        let size = size.map(|s| s.to_string()).unwrap_or_default();
+        use std::fmt::Write as _;
+        // Spelled into buffers kept from row to row (no allocation a row).
+        self.hash.clear();
+        self.size.clear();
+        if let Some(hash) = hash {
+            let _ = write!(self.hash, "{hash}");
+        }
+        if let Some(size) = size {
+            let _ = write!(self.size, "{size}");
+        }
         self.csv
-            .write_record([path, &hash, &size])
+            .write_record([path, &self.hash, &self.size])
             .map_err(std::io::Error::other)
     }
 
