@@ -11,6 +11,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use base64::Engine;
+use base64::display::Base64Display;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::Digest;
 
@@ -177,21 +178,10 @@ impl serde::de::Visitor<'_> for RecordHashVisitor {
 
 impl fmt::Display for RecordHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // On the stack: RECORD rows are written 100,000 at a time. 88
-        // bytes hold the unpadded base64 of a 64-byte (SHA-512) digest.
-        let mut text = [0u8; 88];
-        match URL_SAFE_NO_PAD.encode_slice(&self.digest, &mut text) {
-            Ok(n) => {
-                let digest = std::str::from_utf8(&text[..n]).map_err(|_| fmt::Error)?;
-                write!(f, "{}={digest}", self.algorithm.name())
-            }
-            Err(_) => write!(
-                f,
-                "{}={}",
-                self.algorithm.name(),
-                URL_SAFE_NO_PAD.encode(&self.digest)
-            ),
-        }
+        // Encoded straight into the formatter (no String a hash): RECORD
+        // rows are written 100,000 at a time.
+        let digest = Base64Display::new(&self.digest, &URL_SAFE_NO_PAD);
+        write!(f, "{}={digest}", self.algorithm.name())
     }
 }
 
