@@ -162,7 +162,7 @@ fn clean_as_an_ordinary_user_removes_directories_of_every_broken_mode() {
         broken.push((dir.clone(), mode));
     }
     // Read-only and unreadable files; a deep tree with a read-only bottom.
-    let manifest = sandbox.archives(MANY)[0].join("manifest.json");
+    let manifest = sandbox.archives(MANY)[0].join(common::MANIFEST);
     let mut deep = cache.join("tmp/unpack-deep");
     for level in 0..120 {
         deep.push(format!("d{level}"));
@@ -585,7 +585,7 @@ fn vandalisms() -> Vec<Vandalism> {
             dist: HELLO,
             finding: "manifest",
             damage: |s| {
-                fs_err::remove_file(s.archives(HELLO)[0].join("manifest.json")).expect("rm")
+                fs_err::remove_file(s.archives(HELLO)[0].join(common::MANIFEST)).expect("rm")
             },
         },
         Vandalism {

@@ -442,7 +442,7 @@ fn assert_one_archive_per_wheel(cache: &Path, wheels: &[PathBuf]) {
             .join("archives-v1")
             .join(name)
             .join(&archives[0])
-            .join("manifest.json");
+            .join(common::MANIFEST);
         assert!(manifest.is_file(), "{} is missing", manifest.display());
         let pointers = names_in(&cache.join("pointers-v1").join(name));
         assert_eq!(
@@ -1206,7 +1206,7 @@ fn age_based_cleanup_between_installs_ageing_out_the_lock_tag_pointers_and_manif
             relative
                 .iter()
                 .any(|p| p.starts_with(format!("archives-v1/{name}"))
-                    && p.ends_with("manifest.json")),
+                    && p.ends_with(common::MANIFEST)),
             "{name}'s manifest survived"
         );
     }

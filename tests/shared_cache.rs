@@ -155,7 +155,7 @@ fn files_deleted_from_a_shared_cache_are_unpacked_once_into_the_writable_cache()
     let hello = only_archive(&shared.shared, "keel-demo-hello");
     fs_err::remove_file(hello.join("tree/keel_demo_hello/__init__.py")).expect("delete");
     let many = only_archive(&shared.shared, "keel-demo-many");
-    fs_err::remove_file(many.join("manifest.json")).expect("delete");
+    fs_err::remove_file(many.join(common::MANIFEST)).expect("delete");
     let before = snapshot(&shared.shared);
 
     let venv = shared.user_venv("first");

@@ -477,7 +477,7 @@ fn manifest_deleted_from_the_archive() {
     let sandbox = Sandbox::new();
     warm(&sandbox, &[bundled::HELLO_V1], &[]);
     let archive = sandbox.archives(HELLO).remove(0);
-    fs_err::remove_file(archive.join("manifest.json")).expect("rm");
+    fs_err::remove_file(archive.join(common::MANIFEST)).expect("rm");
 
     assert_hello_healed(&sandbox, "manifest", 2);
 }
@@ -489,7 +489,7 @@ fn manifest_left_empty_by_a_power_cut() {
     let sandbox = Sandbox::new();
     warm(&sandbox, &[bundled::HELLO_V1], &[]);
     let archive = sandbox.archives(HELLO).remove(0);
-    fs_err::write(archive.join("manifest.json"), b"").expect("empty the manifest");
+    fs_err::write(archive.join(common::MANIFEST), b"").expect("empty the manifest");
 
     assert_hello_healed(&sandbox, "manifest", 2);
 }

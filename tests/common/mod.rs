@@ -36,6 +36,9 @@ pub const ALL_BUNDLED_DISTRIBUTIONS: [&str; 6] = [
     bundled::NS_B,
 ];
 
+/// The manifest file of an archive directory in keel's cache.
+pub const MANIFEST: &str = "manifest.postcard";
+
 /// A scratch directory holding the fixture wheels, a cache and any number
 /// of virtual environments. Removed when dropped.
 pub struct Sandbox {

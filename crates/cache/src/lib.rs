@@ -41,10 +41,11 @@
 //! tmp/unpack-XXXXXXXX/             an unpack in progress (removed on failure)
 //! archives-v1/<name>/              locked while a wheel of <name> is unpacked
 //! archives-v1/<name>/<id>/tree/    the wheel's files, exactly as in the zip
-//! archives-v1/<name>/<id>/manifest.json
+//! archives-v1/<name>/<id>/manifest.postcard
 //!                                  the wheel's identity and, per file, RECORD
 //!                                  hash and size plus the stamp taken when it
-//!                                  was last hashed
+//!                                  was last hashed (binary; an older keel's
+//!                                  manifest.json is still read)
 //! archives-v1/<name>/<id>/bytecode-<tag>-<magic>-<mode>/
 //!                                  its modules compiled by an install, with a
 //!                                  manifest of hash, size and stamp per `.pyc`
@@ -161,7 +162,7 @@ pub enum Error {
         source: keel_wheel::Error,
     },
 
-    /// A pointer or manifest could not be serialized.
+    /// A pointer could not be serialized.
     #[error("cannot write `{}`", path.display())]
     Serialize {
         /// The file it was to be written to.
@@ -169,6 +170,16 @@ pub enum Error {
         /// The serializer's error.
         #[source]
         source: serde_json::Error,
+    },
+
+    /// A manifest could not be encoded.
+    #[error("cannot write `{}`", path.display())]
+    Encode {
+        /// The file it was to be written to.
+        path: PathBuf,
+        /// The encoder's error.
+        #[source]
+        source: postcard::Error,
     },
 
     /// Removing something from the cache failed.
@@ -299,7 +310,7 @@ impl WheelSource {
 pub struct Archive {
     /// `<name>/<id>`, unique in the cache.
     pub id: String,
-    /// The archive directory (holds `tree/` and `manifest.json`).
+    /// The archive directory (holds `tree/` and `manifest.postcard`).
     pub dir: PathBuf,
     /// Boxed: archives travel in enums and results by value.
     pub manifest: Box<Manifest>,
@@ -312,6 +323,12 @@ impl Archive {
     /// The wheel's files, laid out as in the zip.
     pub fn tree(&self) -> PathBuf {
         self.dir.join("tree")
+    }
+
+    /// Its manifest file (an older keel's `manifest.json` when that is the
+    /// only one there).
+    pub fn manifest_path(&self) -> PathBuf {
+        Manifest::path_in(&self.dir)
     }
 }
 
@@ -586,7 +603,7 @@ impl Cache {
         let manifest = Manifest::new(&archive, wheel_hash.hex(), files);
         // The zip's central directory and RECORD are not needed any more.
         drop(archive);
-        manifest.write(&staging.path().join("manifest.json"))?;
+        manifest.write(staging.path())?;
 
         let name = wheel.filename.normalized_name();
         let parent = self.root.join(ARCHIVES).join(&name);
@@ -665,7 +682,7 @@ impl Cache {
                 file.stamp = *stamp;
             }
         }
-        manifest.write(&archive.dir.join("manifest.json"))
+        manifest.write(&archive.dir)
     }
 }
 
@@ -730,29 +747,7 @@ pub(crate) fn read_pointer(path: &Path) -> Result<Option<manifest::Pointer>, Arc
 
 /// Reads an archive's manifest; `Err` says what is wrong.
 pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest, ArchiveProblem> {
-    let path = dir.join("manifest.json");
-    let bytes = match fs_err::read(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(if dir.exists() {
-                ArchiveProblem::ManifestMissing { manifest: path }
-            } else {
-                ArchiveProblem::ArchiveGone {
-                    archive: dir.to_path_buf(),
-                }
-            });
-        }
-        Err(e) => {
-            return Err(ArchiveProblem::ManifestUnreadable {
-                manifest: path,
-                error: e.to_string(),
-            });
-        }
-    };
-    serde_json::from_slice::<Manifest>(&bytes).map_err(|e| ArchiveProblem::ManifestMalformed {
-        manifest: path,
-        error: e.to_string(),
-    })
+    Manifest::read(dir)
 }
 
 /// Writes `bytes` over `path` in one rename (a reader sees the old or the

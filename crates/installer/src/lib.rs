@@ -305,9 +305,7 @@ fn plan_jobs(
 /// file.
 fn probe_link_mode(requested: LinkMode, jobs: &[WheelJob], staging: &Path) -> LinkMode {
     match (jobs.first(), staging.parent()) {
-        (Some(job), Some(scratch)) => {
-            requested.probe(&job.archive.dir.join("manifest.json"), scratch)
-        }
+        (Some(job), Some(scratch)) => requested.probe(&job.archive.manifest_path(), scratch),
         _ => requested,
     }
 }

@@ -147,15 +147,30 @@ impl FromStr for RecordHash {
     }
 }
 
+/// Text formats (JSON) spell a hash as RECORD does, `sha256=<base64>`;
+/// binary ones (postcard, the archive manifest) as the algorithm's name
+/// and the raw digest bytes, which read back without decoding base64.
 impl serde::Serialize for RecordHash {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        if serializer.is_human_readable() {
+            serializer.collect_str(self)
+        } else {
+            use serde::ser::SerializeTuple;
+            let mut tuple = serializer.serialize_tuple(2)?;
+            tuple.serialize_element(self.algorithm.name())?;
+            tuple.serialize_element(serde_bytes::Bytes::new(&self.digest))?;
+            tuple.end()
+        }
     }
 }
 
 impl<'de> serde::Deserialize<'de> for RecordHash {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(RecordHashVisitor)
+        if deserializer.is_human_readable() {
+            deserializer.deserialize_str(RecordHashVisitor)
+        } else {
+            deserializer.deserialize_tuple(2, RecordHashVisitor)
+        }
     }
 }
 
@@ -164,15 +179,34 @@ impl<'de> serde::Deserialize<'de> for RecordHash {
 /// a large manifest).
 struct RecordHashVisitor;
 
-impl serde::de::Visitor<'_> for RecordHashVisitor {
+impl<'de> serde::de::Visitor<'de> for RecordHashVisitor {
     type Value = RecordHash;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a RECORD hash, `algorithm=urlsafe-base64-digest`")
+        f.write_str("a RECORD hash, `algorithm=urlsafe-base64-digest` or (algorithm, digest)")
     }
 
     fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<RecordHash, E> {
         text.parse().map_err(E::custom)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RecordHash, A::Error> {
+        use serde::de::Error;
+        let name: &str = seq
+            .next_element()?
+            .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+        let digest: &serde_bytes::Bytes = seq
+            .next_element()?
+            .ok_or_else(|| A::Error::invalid_length(1, &self))?;
+        let algorithm = HashAlgorithm::from_name(name)
+            .ok_or_else(|| A::Error::custom(Rule::UnsupportedHash(name.to_string())))?;
+        if digest.len() != algorithm.digest_len() {
+            return Err(A::Error::invalid_length(digest.len(), &self));
+        }
+        Ok(RecordHash {
+            algorithm,
+            digest: digest.to_vec(),
+        })
     }
 }
 
