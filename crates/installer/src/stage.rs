@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use keel_cache::{ManifestFile, Stamp};
 use keel_wheel::{HashAlgorithm, RecordHash};
 use rayon::prelude::*;
+use rustc_hash::FxHashSet;
 
 use crate::Error;
 use crate::destinations::{Action, Layout, PlannedFile, WheelJob};
@@ -42,23 +43,25 @@ pub(crate) fn stage(
     hash_everything: bool,
     cancelled: &(dyn Fn() -> bool + Sync),
 ) -> Result<Vec<Staged>, Error> {
-    create_directories(jobs, layout)?;
     let work: Vec<(usize, usize)> = jobs
         .iter()
         .enumerate()
         .flat_map(|(j, job)| (0..job.files.len()).map(move |f| (j, f)))
         .collect();
     let runs = link_runs(jobs, &work, mode);
+    let deferred = create_directories(jobs, layout, &runs, &work)?;
     // One small outcome per file (errors and damage boxed: they are rare),
     // so that a wheel of 100,000 files holds a few MB here, not tens.
     let results: Vec<Result<FileOutcome, Box<Error>>> = runs
         .par_iter()
+        .map(|run| &run.files)
         .flat_map_iter(|run| {
             // Ctrl-C: stop linking and hashing now; the caller removes staging.
             if cancelled() {
                 return vec![Err(Box::new(Error::Interrupted))];
             }
-            stage_run(jobs, &work[run.clone()], layout, mode, hash_everything)
+            let settings = (layout, mode, hash_everything);
+            stage_run(jobs, &work[run.clone()], settings, &deferred)
                 .into_iter()
                 .map(|result| result.map_err(Box::new))
                 .collect()
@@ -112,15 +115,37 @@ pub(crate) fn stage(
     Ok(staged)
 }
 
-/// Creates every staging directory of `jobs`, each once: level by level (a
+/// Creates the staging directories of `jobs`, each once: level by level (a
 /// level's parents all exist), each level on every core. A large wheel
 /// (Django's thousands of locale directories) would otherwise be one long
 /// sequence of `mkdir`s on one core.
-fn create_directories(jobs: &[WheelJob], layout: &Layout) -> Result<(), Error> {
-    let mut dirs = rustc_hash::FxHashSet::default();
+///
+/// A directory that only a hardlink run fills and that holds no other
+/// directory is left to that run (the returned set): siblings' `mkdir`s
+/// all wait on their parent's lock, so made up front they are one serial
+/// stretch (a tenth of a 100,000-file install), made by the runs they
+/// overlap the other cores' links.
+fn create_directories(
+    jobs: &[WheelJob],
+    layout: &Layout,
+    runs: &[LinkRun],
+    work: &[(usize, usize)],
+) -> Result<FxHashSet<PathBuf>, Error> {
+    let mut dirs = FxHashSet::default();
     for job in jobs {
         job.directories(layout, &mut dirs);
     }
+    let parents: FxHashSet<&Path> = dirs.iter().filter_map(|dir| dir.parent()).collect();
+    let deferred: FxHashSet<PathBuf> = runs
+        .iter()
+        .filter(|run| run.linked)
+        .map(|run| {
+            let (j, f) = work[run.files.start];
+            jobs[j].staged_path(jobs[j].files[f].dest.parent().unwrap_or(Path::new("")))
+        })
+        .filter(|dir| dirs.contains(dir) && !parents.contains(dir.as_path()))
+        .collect();
+    drop(parents);
     let depth = |path: &PathBuf| {
         path.as_os_str()
             .as_bytes()
@@ -129,7 +154,7 @@ fn create_directories(jobs: &[WheelJob], layout: &Layout) -> Result<(), Error> {
             .count()
     };
     let mut levels: Vec<Vec<PathBuf>> = Vec::new();
-    for dir in dirs {
+    for dir in dirs.into_iter().filter(|dir| !deferred.contains(dir)) {
         let level = depth(&dir);
         if levels.len() <= level {
             levels.resize_with(level + 1, Vec::new);
@@ -137,15 +162,18 @@ fn create_directories(jobs: &[WheelJob], layout: &Layout) -> Result<(), Error> {
         levels[level].push(dir);
     }
     for level in levels.iter().filter(|level| !level.is_empty()) {
-        level
-            .par_iter()
-            .try_for_each(|dir| match fs_err::create_dir(dir) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-                Err(e) => Err(Error::from(e)),
-            })?;
+        level.par_iter().try_for_each(|dir| make_directory(dir))?;
     }
-    Ok(())
+    Ok(deferred)
+}
+
+/// `mkdir`, content when the directory is there already.
+fn make_directory(dir: &Path) -> Result<(), Error> {
+    match fs_err::create_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::from(e)),
+    }
 }
 
 /// What staging one file found; the rare cases boxed, to keep it small.
@@ -155,11 +183,18 @@ enum FileOutcome {
     Damaged(Box<Damage>),
 }
 
+/// A run of [`link_runs`]: positions in the work list.
+struct LinkRun {
+    files: Range<usize>,
+    /// Hardlinked through two directory descriptors (else file by file).
+    linked: bool,
+}
+
 /// Splits the work into runs of consecutive files (in archive order) that
 /// are hardlinked from one archive directory into one staging directory,
 /// so that each run opens its two directories once; every other file is a
 /// run of its own.
-fn link_runs(jobs: &[WheelJob], work: &[(usize, usize)], mode: LinkMode) -> Vec<Range<usize>> {
+fn link_runs(jobs: &[WheelJob], work: &[(usize, usize)], mode: LinkMode) -> Vec<LinkRun> {
     let dirs = |&(j, f): &(usize, usize)| {
         let file = &jobs[j].files[f];
         (file.action == Action::Link && mode == LinkMode::Hardlink).then(|| {
@@ -167,24 +202,35 @@ fn link_runs(jobs: &[WheelJob], work: &[(usize, usize)], mode: LinkMode) -> Vec<
             (j, entry.parent(), file.dest.parent())
         })
     };
-    let mut runs: Vec<Range<usize>> = Vec::new();
+    let mut runs: Vec<LinkRun> = Vec::new();
     for (position, item) in work.iter().enumerate() {
-        match (runs.last_mut(), dirs(item)) {
-            (Some(run), Some(key)) if dirs(&work[run.start]) == Some(key) => run.end += 1,
-            _ => runs.push(position..position + 1),
+        let key = dirs(item);
+        match runs.last_mut() {
+            Some(run) if key.is_some() && dirs(&work[run.files.start]) == key => {
+                run.files.end += 1;
+            }
+            _ => runs.push(LinkRun {
+                files: position..position + 1,
+                linked: key.is_some(),
+            }),
         }
     }
     runs
 }
 
-/// Stages one run of [`link_runs`]: hardlinks through the run's two
-/// directory descriptors, or (any other mode, any failure) file by file.
+/// How every file is staged: the layout, the link mode and whether every
+/// byte is hashed.
+type RunSettings<'a> = (&'a Layout, LinkMode, bool);
+
+/// Stages one run of [`link_runs`]: makes its staging directory when
+/// [`create_directories`] left it to the run, then hardlinks through the
+/// run's two directory descriptors, or (any other mode, any failure) file
+/// by file.
 fn stage_run(
     jobs: &[WheelJob],
     run: &[(usize, usize)],
-    layout: &Layout,
-    mode: LinkMode,
-    hash_everything: bool,
+    (layout, mode, hash_everything): RunSettings<'_>,
+    deferred: &FxHashSet<PathBuf>,
 ) -> Vec<Result<FileOutcome, Error>> {
     let by_path = |&(j, f): &(usize, usize)| {
         stage_file(&jobs[j], &jobs[j].files[f], layout, mode, hash_everything)
@@ -193,13 +239,25 @@ fn stage_run(
     let job = &jobs[j];
     let first = &job.files[f];
     let entry = Path::new(&job.archive.manifest.files[first.index].path);
-    let dirs = (first.action == Action::Link && mode == LinkMode::Hardlink)
+    let linked = first.action == Action::Link && mode == LinkMode::Hardlink;
+    let target = job.staged_path(first.dest.parent().unwrap_or(Path::new("")));
+    if deferred.contains(&target)
+        && let Err(e) = make_directory(&target)
+    {
+        // Every file of the run fails as the directory did.
+        let message = e.to_string();
+        return run
+            .iter()
+            .map(|_| Err(Error::from(std::io::Error::other(message.clone()))))
+            .collect();
+    }
+    let dirs = linked
         .then(|| {
             LinkDirs::open(
                 &job.archive
                     .tree()
                     .join(entry.parent().unwrap_or(Path::new(""))),
-                &job.staged_path(first.dest.parent().unwrap_or(Path::new(""))),
+                &target,
             )
         })
         .flatten();
