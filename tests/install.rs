@@ -672,6 +672,36 @@ fn a_missing_wheel_is_named_and_nothing_is_installed() {
     assert_environment_matches_record(&venv);
 }
 
+/// A wheel whose directories' files are interleaved in the zip (`a/`, `b/`,
+/// `a/` again, a subdirectory of `a/` between): each directory is filled by
+/// several runs of hardlinks, which make it themselves, racing each other
+/// on two cores, cold and warm.
+#[test]
+fn a_wheel_with_its_directories_files_interleaved_installs_whole_cold_and_warm() {
+    let sandbox = Sandbox::new();
+    let mut builder = WheelBuilder::new("keel-demo-interleaved", "1.0");
+    for i in 0..40 {
+        for (k, dir) in ["a", "b", "a/sub", "a"].into_iter().enumerate() {
+            builder = builder.file(
+                &format!("keel_demo_interleaved/{dir}/m{i}_{k}.py"),
+                format!("VALUE = {i}\n"),
+            );
+        }
+    }
+    let wheel = builder
+        .file("keel_demo_interleaved/__init__.py", "")
+        .build(&sandbox.wheels)
+        .expect("build the wheel");
+    let import_all = "import importlib; print(sum(importlib.import_module(f'keel_demo_interleaved.{d}.m{i}_{k}').VALUE for i in range(40) for k, d in enumerate(('a', 'b', 'a.sub', 'a'))))";
+    for name in ["cold", "warm"] {
+        let venv = sandbox.venv(name);
+        sandbox.install_paths_ok(&venv, std::slice::from_ref(&wheel));
+        assert_eq!(python(&venv, import_all).trim(), (4 * 780).to_string());
+        assert_environment_matches_record(&venv);
+        assert_no_transaction_left(&venv);
+    }
+}
+
 // ---------------------------------------------------------- link modes
 
 /// Installs HELLO_V1 and DATA with `--link-mode MODE` (plus `extra`) into a
