@@ -702,7 +702,7 @@ fn follow_pointer_in(root: &Path, pointer_path: &Path, wheel_name: &str, shared:
         Err(reason) => return damaged(reason),
     };
     let dir = root.join(ARCHIVES).join(&pointer.archive);
-    match read_manifest(&dir) {
+    match Manifest::read(&dir) {
         Ok(manifest) if manifest.wheel == wheel_name => Lookup::Hit(Archive {
             id: pointer.archive,
             dir,
@@ -743,11 +743,6 @@ pub(crate) fn read_pointer(path: &Path) -> Result<Option<manifest::Pointer>, Arc
         return Err(malformed());
     }
     Ok(Some(pointer))
-}
-
-/// Reads an archive's manifest; `Err` says what is wrong.
-pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest, ArchiveProblem> {
-    Manifest::read(dir)
 }
 
 /// Writes `bytes` over `path` in one rename (a reader sees the old or the

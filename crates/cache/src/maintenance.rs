@@ -33,8 +33,8 @@ use serde::Serialize;
 use crate::key::{content_of_pointer, wheel_of_pointer};
 use crate::removal::{measure, remove_beneath, remove_contents};
 use crate::{
-    ARCHIVES, Archive, Cache, Error, LOCK, Lookup, PARTIAL, POINTERS, Removed, TAG, TMP, TURNSTILE,
-    WheelSource, check_file, read_manifest,
+    ARCHIVES, Archive, Cache, Error, LOCK, Lookup, Manifest, PARTIAL, POINTERS, Removed, TAG, TMP,
+    TURNSTILE, WheelSource, check_file,
 };
 
 /// What `clean` removed, or would remove.
@@ -489,7 +489,7 @@ impl Cache {
             if damaged.contains(id) {
                 report.damaged_archives.push(id.clone());
             } else if !referenced.contains(id) {
-                if read_manifest(dir).is_err() {
+                if Manifest::read(dir).is_err() {
                     report.damaged_archives.push(id.clone());
                 } else {
                     report.unreferenced_archives.push(id.clone());
@@ -722,7 +722,7 @@ fn find_leftovers(
             continue;
         }
         unreferenced.push(id.clone());
-        if let Ok(manifest) = read_manifest(dir) {
+        if let Ok(manifest) = Manifest::read(dir) {
             leftovers
                 .entry(manifest.wheel)
                 .or_default()

@@ -54,14 +54,13 @@ pub(crate) fn stage(
     // so that a wheel of 100,000 files holds a few MB here, not tens.
     let results: Vec<Result<FileOutcome, Box<Error>>> = runs
         .par_iter()
-        .map(|run| &run.files)
         .flat_map_iter(|run| {
             // Ctrl-C: stop linking and hashing now; the caller removes staging.
             if cancelled() {
                 return vec![Err(Box::new(Error::Interrupted))];
             }
             let settings = (layout, mode, hash_everything);
-            stage_run(jobs, &work[run.clone()], settings, &deferred)
+            stage_run(jobs, run, &work[run.files.clone()], settings, &deferred)
                 .into_iter()
                 .map(|result| result.map_err(Box::new))
                 .collect()
@@ -228,6 +227,7 @@ type RunSettings<'a> = (&'a Layout, LinkMode, bool);
 /// by file.
 fn stage_run(
     jobs: &[WheelJob],
+    link_run: &LinkRun,
     run: &[(usize, usize)],
     (layout, mode, hash_everything): RunSettings<'_>,
     deferred: &FxHashSet<PathBuf>,
@@ -239,7 +239,6 @@ fn stage_run(
     let job = &jobs[j];
     let first = &job.files[f];
     let entry = Path::new(&job.archive.manifest.files[first.index].path);
-    let linked = first.action == Action::Link && mode == LinkMode::Hardlink;
     let target = job.staged_path(first.dest.parent().unwrap_or(Path::new("")));
     if deferred.contains(&target)
         && let Err(e) = make_directory(&target)
@@ -251,7 +250,8 @@ fn stage_run(
             .map(|_| Err(Error::from(std::io::Error::other(message.clone()))))
             .collect();
     }
-    let dirs = linked
+    let dirs = link_run
+        .linked
         .then(|| {
             LinkDirs::open(
                 &job.archive
